@@ -1,0 +1,49 @@
+// The data that flows out of the decoder: one wal2json v2 message, typed.
+// Column names stay as PostgreSQL spells them (snake_case); the events layer renames them.
+
+import type { Lsn } from '../replication/lsn.ts'
+
+/**
+ * A decoded column value.
+ * integers within 2^53 and floats: number; int8 beyond 2^53: bigint; numeric: string (exact decimal text);
+ * boolean: boolean; uuid, text and others: string; timestamptz/timestamp: ISO-8601 string (UTC for timestamptz);
+ * json/jsonb: the parsed value; arrays: arrays of decoded elements; SQL NULL: null.
+ */
+export type ColumnValue =
+  | null
+  | string
+  | number
+  | bigint
+  | boolean
+  | ColumnValue[]
+  | { [key: string]: unknown }
+
+export type Row = Record<string, ColumnValue>
+
+export type TableRef = { schema: string; table: string }
+
+/** Transaction frame. `commitLsn` is the end of the commit record: the position the slot confirms. */
+export type Begin = { kind: 'begin'; xid: number; commitLsn: Lsn; commitTime: string }
+export type Commit = { kind: 'commit'; xid: number; commitLsn: Lsn; commitTime: string }
+
+export type Insert = TableRef & { kind: 'insert'; lsn: Lsn; row: Row }
+/**
+ * `row` holds every column the WAL carried. Columns named in `unchangedToast` were not re-logged
+ * (an unchanged TOASTed value): their value is unknown here, never invented.
+ * `identity` is the old key (or the whole old row under REPLICA IDENTITY FULL), null when the key did not change.
+ */
+export type Update = TableRef & { kind: 'update'; lsn: Lsn; row: Row; identity: Row | null; unchangedToast: string[] }
+/** `identity` is the key of the deleted row, or the whole old row under REPLICA IDENTITY FULL. */
+export type Delete = TableRef & { kind: 'delete'; lsn: Lsn; identity: Row }
+export type Truncate = TableRef & { kind: 'truncate'; lsn: Lsn }
+
+export type RowChange = Insert | Update | Delete | Truncate
+
+/** A `pg_logical_emit_message` (our heartbeat among them). */
+export type LogicalMessage = { kind: 'message'; lsn: Lsn; transactional: boolean; prefix: string; content: string }
+
+export type DecodedMessage = Begin | Commit | RowChange | LogicalMessage
+
+/** What the decoder knows of a tracked table: its columns in order, with their types. */
+export type ColumnInfo = { name: string; typeOid: number; typeName: string }
+export type TableColumns = Map<string /* "schema.table" */, ColumnInfo[]>
