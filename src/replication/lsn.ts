@@ -7,12 +7,17 @@ export const ZERO_LSN: Lsn = 0n
 
 const HALF = 32n
 const LOW_MASK = 0xffffffffn
+const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/
+const HALF_RANGE = 2 ** 32
+// Below this high half the whole LSN fits a double exactly: one BigInt conversion instead of three.
+const EXACT_HIGH_LIMIT = 2 ** 21
 
 export function parseLsn(text: string): Lsn {
-  const slash = text.indexOf('/')
-  if (slash < 1 || slash === text.length - 1 || !/^[0-9A-Fa-f]+\/[0-9A-Fa-f]+$/.test(text))
-    throw new Error(`invalid LSN "${text}"`)
-  return (BigInt('0x' + text.slice(0, slash)) << HALF) | BigInt('0x' + text.slice(slash + 1))
+  const match = LSN_TEXT.exec(text)
+  if (!match) throw new Error(`invalid LSN "${text}"`)
+  const high = parseInt(match[1]!, 16)
+  const low = parseInt(match[2]!, 16)
+  return high < EXACT_HIGH_LIMIT ? BigInt(high * HALF_RANGE + low) : (BigInt(high) << HALF) | BigInt(low)
 }
 
 export function formatLsn(lsn: Lsn): string {

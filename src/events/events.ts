@@ -1,0 +1,153 @@
+// Row changes into the contract's task and workspace events (contract section 2).
+// Pure: the caller supplies the transaction, the change's ordinal and what it knows of the row before.
+// Guarantees: the same inputs give the same event (ids are deterministic); a TOAST value the WAL left
+// out is taken from the known previous row, never invented or emitted as a placeholder.
+
+import type { Row, RowChange } from '../decode/types.ts'
+import { type Lsn, formatLsn } from '../replication/lsn.ts'
+import { eventId } from './ids.ts'
+
+export type EventSource = 'cdc' | 'initial' | 'snapshot'
+export type Entity = 'task' | 'workspace'
+export type EventType =
+  | `${Entity}.${'created' | 'updated' | 'deleted' | 'snapshot'}`
+  | 'tasks.truncated'
+  | 'workspaces.truncated'
+  | 'snapshot.completed'
+
+/** A row in the events' shape: camelCase keys, JSON values. */
+export type EventRow = Record<string, unknown>
+
+export type Transition = { from: string | null; to: string | null }
+
+export type TaskEvent = {
+  id: string
+  type: EventType
+  source: EventSource
+  workspaceId: string | null
+  taskId: string | null
+  lsn: string | null
+  xid: number | null
+  commitTime: string
+  data: EventRow | null
+  previous: EventRow | null
+  changed?: string[]
+  transition?: Transition
+}
+
+export type TransactionInfo = { commitLsn: Lsn; xid: number; commitTime: string }
+
+export const TABLE_ENTITY: Record<string, Entity> = { tasks: 'task', workspaces: 'workspace' }
+
+/** The key of the stored row an event is about: its entity and id. */
+export function rowKey(change: RowChange): { entity: Entity; id: string } | null {
+  const entity = TABLE_ENTITY[change.table]
+  if (!entity || change.kind === 'truncate') return null
+  return { entity, id: String(change.kind === 'delete' ? change.identity.id : change.row.id) }
+}
+
+/**
+ * One event for one row change. `known` is the connector's last state of the row (null when unknown or a
+ * tombstone); it fills unchanged TOAST columns and serves as `previous` when the WAL has no old row.
+ */
+export function changeToEvent(change: RowChange, transaction: TransactionInfo, ordinal: number, known: EventRow | null): TaskEvent {
+  const entity = TABLE_ENTITY[change.table]
+  if (!entity) throw new Error(`change on untracked table ${change.schema}.${change.table}`)
+  const base = {
+    id: eventId(transaction.commitLsn, ordinal),
+    source: 'cdc' as const,
+    lsn: formatLsn(transaction.commitLsn),
+    xid: transaction.xid,
+    commitTime: transaction.commitTime,
+  }
+  switch (change.kind) {
+    case 'truncate':
+      return { ...base, type: `${change.table as 'tasks' | 'workspaces'}.truncated`, workspaceId: null, taskId: null, data: null, previous: null }
+    case 'insert': {
+      const data = camelRow(change.row)
+      return withTransition(entity, { ...base, type: `${entity}.created`, ...ids(entity, data), data, previous: null }, null, data)
+    }
+    case 'update': {
+      const previous = oldRow(change.identity, change.row, known)
+      const data = camelRow(change.row)
+      for (const column of change.unchangedToast) {
+        const key = camelCase(column)
+        if (previous && key in previous) data[key] = previous[key]
+      }
+      const event: TaskEvent = { ...base, type: `${entity}.updated`, ...ids(entity, data), data, previous, changed: previous ? changedKeys(previous, data) : [] }
+      return withTransition(entity, event, previous, data)
+    }
+    case 'delete': {
+      const previous = oldRow(change.identity, null, known)
+      const keyRow = camelRow(change.identity)
+      const event: TaskEvent = { ...base, type: `${entity}.deleted`, ...ids(entity, { ...previous, ...keyRow }), data: null, previous }
+      return withTransition(entity, event, previous, null)
+    }
+  }
+}
+
+/** An initial-load or start-job row as a `*.snapshot` event. */
+export function snapshotEvent(entity: Entity, data: EventRow, base: { id: string; source: 'initial' | 'snapshot'; lsn: string | null; xid: number | null; commitTime: string }): TaskEvent {
+  return { ...base, type: `${entity}.snapshot`, ...ids(entity, data), data, previous: null }
+}
+
+function ids(entity: Entity, row: EventRow): { workspaceId: string | null; taskId: string | null } {
+  return entity === 'task'
+    ? { workspaceId: (row.workspaceId as string | undefined) ?? null, taskId: (row.id as string | undefined) ?? null }
+    : { workspaceId: (row.id as string | undefined) ?? null, taskId: null }
+}
+
+function withTransition(entity: Entity, event: TaskEvent, previous: EventRow | null, data: EventRow | null): TaskEvent {
+  if (entity !== 'task') return event
+  const from = event.type === 'task.created' ? null : ((previous?.status as string | undefined) ?? undefined)
+  const to = data ? (data.status as string) : null
+  // An update whose old status is unknown cannot say whether the status changed.
+  if (from === undefined || from === to) return event
+  event.transition = { from, to }
+  return event
+}
+
+/**
+ * The row before the change: the WAL's old row under REPLICA IDENTITY FULL (completed from `known` where
+ * it lacks a TOAST value), else `known`. A key-only identity (REPLICA IDENTITY DEFAULT; both tracked
+ * tables have a one-column key) is not an old row.
+ */
+function oldRow(identity: Row | null, row: Row | null, known: EventRow | null): EventRow | null {
+  if (!identity) return known
+  const keys = Object.keys(identity).length
+  const isFull = row ? keys >= Object.keys(row).length : keys > 1
+  return isFull ? { ...known, ...camelRow(identity) } : known
+}
+
+function changedKeys(previous: EventRow, data: EventRow): string[] {
+  return Object.keys(data).filter((key) => !sameValue(previous[key], data[key]))
+}
+
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+export function camelRow(row: Row): EventRow {
+  const out: EventRow = {}
+  for (const key in row) out[camelCase(key)] = jsonValue(row[key])
+  return out
+}
+
+// Exact integers beyond 2^53 leave as decimal strings: JSON numbers that large lose digits in most parsers.
+function jsonValue(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString()
+  if (Array.isArray(value)) return value.some((item) => typeof item === 'bigint' || Array.isArray(item)) ? value.map(jsonValue) : value
+  return value
+}
+
+const camelCache = new Map<string, string>()
+export function camelCase(name: string): string {
+  let camel = camelCache.get(name)
+  if (camel === undefined) {
+    camel = name.replace(/_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase())
+    camelCache.set(name, camel)
+  }
+  return camel
+}

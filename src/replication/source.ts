@@ -1,0 +1,324 @@
+// The change source: a wal2json slot read as a sequence of decoded messages, across reconnects.
+// Guarantees:
+// - every transaction that commits after the resume point is handed out at least once, in commit order,
+//   framed by begin and commit; one cut short by a lost connection is handed out again from its begin;
+// - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
+// - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
+// - the socket is not read while the consumer holds more than the pending limits.
+
+import postgres from 'postgres'
+import { decodeWal2json } from '../decode/wal2json.ts'
+import type { Begin, DecodedMessage, TableColumns } from '../decode/types.ts'
+import type { Logger } from '../log.ts'
+import { type Lsn, ZERO_LSN, formatLsn, maxLsn } from './lsn.ts'
+import { createProgress } from './progress.ts'
+import { type CreatedSlot, SlotError, checkSlot, createSlot, identifySystem, readSlot } from './slot.ts'
+import { type ReplicationStream, startReplication } from './stream.ts'
+import { describeTables } from './tables.ts'
+
+export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'stopping' | 'stopped'
+
+export type SourceOptions = {
+  connection: postgres.Options<{}>
+  slot: string
+  schema: string
+  tables: string[]
+  /** Transactions committed at or below this LSN are skipped (the consumer has them already). */
+  resumeLsn: Lsn
+  statusIntervalMs: number
+  maxPendingChanges?: number
+  maxPendingBytes?: number
+  /** Prefix of the logical messages to receive (our heartbeat); others are filtered out at the server. */
+  messagePrefix?: string
+  /**
+   * Called when the slot had to be created, before streaming starts, while its exported snapshot is valid
+   * (the initial load runs here). The stream starts after it returns.
+   */
+  onSlotCreated?(slot: CreatedSlot): Promise<void>
+  reconnect?: { initialDelayMs: number; maxDelayMs: number }
+  log: Logger
+}
+
+/** A run of messages; message i has sequence number `firstSeq + i`, which `acknowledge` takes. */
+export type Delivery = { firstSeq: number; messages: DecodedMessage[] }
+
+export type Source = ReturnType<typeof openSource>
+
+const DEFAULT_MAX_PENDING_CHANGES = 20_000
+const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 }
+// Status updates at a third of wal_sender_timeout at the latest, so two may be lost before the server gives up.
+const STATUS_PER_SENDER_TIMEOUT = 3
+// The flush LSN moves per acknowledged batch; one status update per this many ms tells the server soon enough.
+const ACK_STATUS_DELAY_MS = 50
+
+// SQLSTATEs after which a later attempt may succeed.
+const RETRYABLE_SQLSTATES = new Set([
+  '55006', // object_in_use: another process streams from the slot
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now: the server is starting up or shutting down
+  '53300', // too_many_connections
+  '40001', // serialization_failure
+])
+
+export function openSource(options: SourceOptions) {
+  const log = options.log
+  const limits = {
+    maxPendingChanges: options.maxPendingChanges ?? DEFAULT_MAX_PENDING_CHANGES,
+    maxPendingBytes: options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES,
+  }
+  const reconnect = options.reconnect ?? DEFAULT_RECONNECT
+  const progress = createProgress(limits, options.resumeLsn)
+  const querySql = postgres({ ...options.connection, max: 1, idle_timeout: 30, onnotice: () => {} })
+
+  let state: SourceState = 'starting'
+  let stream: ReplicationStream | null = null
+  let paused = false
+  let failure: Error | null = null
+  let stopRequested = false
+  let streamedOnce = false
+
+  // Transaction framing: the begin is held back until its first change, so empty transactions (those
+  // touching only untracked tables) are never handed out; their commit is confirmed after what is pending.
+  let heldBegin: Begin | null = null
+  let skipping = false
+  let skipThrough = options.resumeLsn
+  let columns: TableColumns = new Map()
+
+  // Decoded messages waiting for `read`.
+  let queue: DecodedMessage[] = []
+  let queueFirstSeq = 1
+  let wake: (() => void) | null = null
+  let statusTimer: ReturnType<typeof setTimeout> | null = null
+
+  /** Tells the server of a new flush LSN soon, once for all that moved it in the meantime. */
+  function scheduleStatus() {
+    statusTimer ??= setTimeout(() => {
+      statusTimer = null
+      stream?.sendStatus()
+    }, ACK_STATUS_DELAY_MS)
+  }
+
+  function hand(message: DecodedMessage, bytes: number, confirmable: Lsn | null) {
+    const seq = progress.track(bytes, confirmable)
+    if (queue.length === 0) queueFirstSeq = seq
+    queue.push(message)
+    if (progress.full && !paused && stream) {
+      paused = true
+      stream.pause()
+    }
+    wake?.()
+  }
+
+  function onMessage(message: DecodedMessage, bytes: number) {
+    switch (message.kind) {
+      case 'begin':
+        skipping = message.commitLsn <= skipThrough
+        heldBegin = skipping ? null : message
+        return
+      case 'commit':
+        if (skipping) {
+          skipping = false
+          return
+        }
+        skipThrough = maxLsn(skipThrough, message.commitLsn)
+        if (heldBegin) {
+          heldBegin = null
+          if (progress.confirmAfterPending(message.commitLsn)) scheduleStatus()
+        } else hand(message, bytes, message.commitLsn)
+        return
+      case 'message':
+        if (message.transactional) break
+        if (message.lsn <= skipThrough) return
+        hand(message, bytes, message.lsn)
+        return
+    }
+    if (skipping) return
+    if (heldBegin) {
+      hand(heldBegin, 0, null)
+      heldBegin = null
+    }
+    hand(message, bytes, null)
+  }
+
+  async function session(attempt: number) {
+    const replication = postgres({
+      ...options.connection,
+      max: 1,
+      idle_timeout: 0,
+      max_lifetime: 0,
+      fetch_types: false,
+      onnotice: () => {},
+      connection: { ...options.connection.connection, replication: 'database', TimeZone: 'UTC', DateStyle: 'ISO' },
+    })
+    try {
+      const identity = await identifySystem(replication)
+      columns = await describeTables(querySql, options.schema, options.tables)
+      const senderTimeoutMs = await walSenderTimeoutMs(querySql)
+      const statusIntervalMs =
+        senderTimeoutMs > 0 ? Math.min(options.statusIntervalMs, Math.floor(senderTimeoutMs / STATUS_PER_SENDER_TIMEOUT)) : options.statusIntervalMs
+
+      const existing = await readSlot(querySql, options.slot)
+      if (existing) checkSlot(existing, identity.database)
+      else if (streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
+      else {
+        const created = await createSlot(replication, options.slot)
+        log.info(`created replication slot ${options.slot} at ${formatLsn(created.consistentPoint)}`)
+        skipThrough = maxLsn(skipThrough, created.consistentPoint)
+        await options.onSlotCreated?.(created)
+      }
+
+      heldBegin = null
+      skipping = false
+      const startLsn = maxLsn(progress.flushLsn, existing?.confirmedFlushLsn ?? ZERO_LSN)
+      stream = await startReplication(replication, {
+        slot: options.slot,
+        startLsn,
+        pluginOptions: pluginOptions(options),
+        statusIntervalMs,
+        flushLsn: () => progress.flushLsn,
+        onXLogData: ({ data }) => onMessage(decodeWal2json(data, columns), data.length),
+        onKeepalive: (walEnd) => progress.confirmAfterPending(walEnd) && scheduleStatus(),
+      })
+      streamedOnce = true
+      paused = false
+      if (progress.full) {
+        paused = true
+        stream.pause()
+      }
+      state = 'streaming'
+      log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}`)
+      await stream.closed
+    } finally {
+      stream = null
+      await replication.end({ timeout: 1 }).catch(() => {})
+    }
+  }
+
+  async function run() {
+    let attempt = 0
+    while (!stopRequested) {
+      try {
+        await session(attempt)
+        attempt = 0
+        if (stopRequested) break
+        log.warn(`replication stream from slot ${options.slot} ended by the server; reconnecting`)
+      } catch (error) {
+        if (stopRequested) break
+        if (!isRetryable(error)) throw error
+        attempt++
+        const delay = backoffDelay(attempt, reconnect.initialDelayMs, reconnect.maxDelayMs)
+        log.warn(describeRetry(error, options.slot) + `; retrying in ${Math.round(delay)} ms`)
+        state = 'reconnecting'
+        await Bun.sleep(delay)
+        continue
+      }
+      state = 'reconnecting'
+    }
+  }
+
+  const running = run()
+    .catch((error) => {
+      failure = error instanceof Error ? error : new Error(String(error))
+    })
+    .finally(() => {
+      state = 'stopped'
+      wake?.()
+    })
+
+  return {
+    /** The next messages; waits for at least one. Rejects when the source failed for good; [] once stopped. */
+    async read(): Promise<Delivery> {
+      while (queue.length === 0) {
+        if (failure) throw failure
+        if (state === 'stopped' || stopRequested) return { firstSeq: queueFirstSeq, messages: [] }
+        await new Promise<void>((resolve) => (wake = resolve))
+        wake = null
+      }
+      const delivery = { firstSeq: queueFirstSeq, messages: queue }
+      queueFirstSeq += queue.length
+      queue = []
+      return delivery
+    },
+
+    /** Everything handed out up to and including `seq` is durable: the slot may confirm its commits. */
+    acknowledge(seq: number) {
+      const moved = progress.acknowledge(seq)
+      if (paused && progress.roomy && stream) {
+        paused = false
+        stream.resume()
+      }
+      if (moved) scheduleStatus()
+    },
+
+    async stop() {
+      stopRequested = true
+      state = 'stopping'
+      if (statusTimer) clearTimeout(statusTimer)
+      await stream?.end()
+      wake?.()
+      await running
+      await querySql.end({ timeout: 1 }).catch(() => {})
+    },
+
+    get state() {
+      return state
+    },
+    get confirmedLsn() {
+      return progress.flushLsn
+    },
+    get receivedLsn() {
+      return stream?.receivedLsn ?? progress.flushLsn
+    },
+    get pendingChanges() {
+      return progress.pendingChanges
+    },
+    get pendingBytes() {
+      return progress.pendingBytes
+    },
+    /** A normal (non-replication) connection to the source database, for catalog and status queries. */
+    sql: querySql,
+  }
+}
+
+export function pluginOptions(options: Pick<SourceOptions, 'schema' | 'tables' | 'messagePrefix'>): [string, string][] {
+  const escape = (name: string) => name.replace(/([,.\\ *])/g, '\\$1')
+  const tables = options.tables.map((table) => `${escape(options.schema)}.${escape(table)}`).join(',')
+  const list: [string, string][] = [
+    ['format-version', '2'],
+    ['include-xids', '1'],
+    ['include-timestamp', '1'],
+    ['include-lsn', '1'],
+    ['include-transaction', '1'],
+    ['include-type-oids', '1'],
+    ['add-tables', tables],
+  ]
+  if (options.messagePrefix) list.push(['add-msg-prefixes', options.messagePrefix])
+  return list
+}
+
+async function walSenderTimeoutMs(sql: postgres.Sql): Promise<number> {
+  const [row] = await sql`select setting::int * case unit when 's' then 1000 else 1 end as ms from pg_settings where name = 'wal_sender_timeout'`
+  return Number(row?.ms ?? 0)
+}
+
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 30))
+  // "Equal jitter": at least half the ceiling, so retries neither stampede nor spin.
+  return ceiling / 2 + Math.random() * (ceiling / 2)
+}
+
+function isRetryable(error: unknown): boolean {
+  if (error instanceof SlotError) return false
+  const { code } = (error ?? {}) as { code?: string }
+  if (!code) return false
+  if (RETRYABLE_SQLSTATES.has(code) || code.startsWith('08')) return true
+  return /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECTION_|CONNECT_TIMEOUT)/.test(code)
+}
+
+function describeRetry(error: unknown, slot: string): string {
+  const { code, message } = error as { code?: string; message?: string }
+  if (code === '55006') return `replication slot ${slot} is held by another process (${message})`
+  return `replication connection failed: ${message ?? String(error)}${code ? ` (${code})` : ''}`
+}
