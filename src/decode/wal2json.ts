@@ -181,8 +181,11 @@ function decodeRow(message: Wal2jsonMessage, key: 'columns' | 'identity'): Row {
   return row
 }
 
-/** A value as wal2json writes it (JSON number, boolean or string), or an array element's text, decoded by type. */
-function decodeValue(typeOid: number, value: unknown): ColumnValue {
+/**
+ * A value as wal2json writes it (JSON number, boolean or string), or a column's text output, decoded by type.
+ * The initial load reads rows as text through this too, so loaded and streamed rows look alike.
+ */
+export function decodeValue(typeOid: number, value: unknown): ColumnValue {
   if (value === null) return null
   switch (typeOid) {
     case BOOLOID: return typeof value === 'string' ? value === 't' : (value as boolean)

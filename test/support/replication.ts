@@ -50,6 +50,20 @@ export async function collect(
   return messages
 }
 
+/** Reads and acknowledges in the background, as a consumer that keeps up would, until stopped. */
+export function drain(source: Source): { stop(): Promise<DecodedMessage[]> } {
+  let stopping = false
+  const done = collect(source, () => stopping, { timeoutMs: 600_000 })
+  return {
+    async stop() {
+      stopping = true
+      // The collector re-checks after its next read: a heartbeat-free stream needs one more message, so stop the source.
+      await source.stop()
+      return done
+    },
+  }
+}
+
 export const rowChanges = (messages: DecodedMessage[]) =>
   messages.filter((message): message is RowChange => ['insert', 'update', 'delete', 'truncate'].includes(message.kind))
 

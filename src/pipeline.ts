@@ -1,0 +1,249 @@
+// From the change source to the sinks, and back to the slot. Guarantees:
+// - events are built in commit order, and each row's `previous` is its state after every earlier event;
+// - a batch is written to MongoDB and published to Pub/Sub at the same time, retried until both succeed;
+// - batches are checkpointed and acknowledged to the source strictly in order, only after both sinks
+//   succeeded, so the slot never moves past an event that is not durable and published;
+// - at most `maxInFlightBatches` batches are outstanding: a slow or failing sink stops the reading, it never
+//   grows a queue (the source stops reading its socket in turn).
+
+import type { DecodedMessage, RowChange } from './decode/types.ts'
+import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, changeToEvent, rowKey } from './events/events.ts'
+import type { Logger } from './log.ts'
+import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
+import type { Source } from './replication/source.ts'
+import type { MongoSink } from './sinks/mongo.ts'
+import type { Publisher } from './sinks/pubsub.ts'
+
+export type Batch = {
+  events: TaskEvent[]
+  /** Sequence number of the last source message the batch covers: acknowledged once the batch is done. */
+  lastSeq: number
+  /** Commit LSN of the last transaction the batch completes, if it completes one. */
+  commitLsn: Lsn | null
+}
+
+export type SinkName = 'mongo' | 'pubsub'
+
+export type PipelineOptions = {
+  source: Source
+  mongo: MongoSink
+  publisher: Publisher
+  slot: string
+  log: Logger
+  maxBatchEvents?: number
+  maxInFlightBatches?: number
+  /** Rows whose state is kept in memory for `previous` and TOAST filling; the rest is read from MongoDB. */
+  rowCacheSize?: number
+  retry?: { initialDelayMs: number; maxDelayMs: number }
+  /** Called with each batch once it is durable and published, in order (the live HTTP stream listens here). */
+  onDurable?(events: TaskEvent[]): void
+  /** Called with every logical message of our prefix (the heartbeat's round trip ends here). */
+  onMessage?(prefix: string, content: string): void
+}
+
+const DEFAULT_MAX_BATCH_EVENTS = 1_000
+const DEFAULT_MAX_IN_FLIGHT = 4
+const DEFAULT_ROW_CACHE = 100_000
+const DEFAULT_RETRY = { initialDelayMs: 200, maxDelayMs: 10_000 }
+
+export type Pipeline = ReturnType<typeof createPipeline>
+
+const NO_MESSAGE = -1
+const emptyBatch = (): Batch => ({ events: [], lastSeq: NO_MESSAGE, commitLsn: null })
+
+export function createPipeline(options: PipelineOptions) {
+  const { source, mongo, publisher, log } = options
+  const maxBatchEvents = options.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS
+  const maxInFlight = options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT
+  const retryDelays = options.retry ?? DEFAULT_RETRY
+  const rows = createRowCache(options.rowCacheSize ?? DEFAULT_ROW_CACHE)
+
+  // Transaction being read, and the ordinal of its next change.
+  let transaction: TransactionInfo | null = null
+  let ordinal = 0
+  // Events with an id at or below this were stored before a restart: they are republished as stored.
+  let replayThrough = ''
+  let tail: Promise<void> = Promise.resolve()
+  let inFlight = 0
+  let slotFreed: (() => void) | null = null
+  let stopping = false
+  const failing = new Set<SinkName>()
+  const stats = { eventsTotal: 0, lastEventId: null as string | null, lastBatchAt: 0 }
+
+  async function withRetry(sink: SinkName, work: () => Promise<void>) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await work()
+        if (failing.delete(sink)) log.info(`${sink} is back; resuming`)
+        return
+      } catch (error) {
+        failing.add(sink)
+        const delay = Math.min(retryDelays.maxDelayMs, retryDelays.initialDelayMs * 2 ** Math.min(attempt - 1, 20)) * (0.5 + Math.random() / 2)
+        log.warn(`${sink} write failed (${describe(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
+        await Bun.sleep(delay)
+      }
+    }
+  }
+
+  /** Writes events to MongoDB and publishes them at the same time, each retried until it succeeds. */
+  async function deliver(events: TaskEvent[]) {
+    await Promise.all([withRetry('mongo', () => mongo.writeBatch(events)), withRetry('pubsub', () => publisher.publish(events))])
+  }
+
+  /** Starts a batch's writes now; its checkpoint and acknowledgement wait for every earlier batch. */
+  function dispatch(batch: Batch) {
+    inFlight++
+    const written = deliver(batch.events)
+    const previous = tail
+    tail = (async () => {
+      await Promise.all([written, previous])
+      if (batch.commitLsn !== null) {
+        const lsn = formatLsn(batch.commitLsn)
+        await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn, initialLoad: 'done' }))
+      }
+      source.acknowledge(batch.lastSeq)
+      stats.eventsTotal += batch.events.length
+      if (batch.events.length) stats.lastEventId = batch.events.at(-1)!.id
+      stats.lastBatchAt = Date.now()
+      inFlight--
+      slotFreed?.()
+      options.onDurable?.(batch.events)
+    })()
+  }
+
+  async function waitForSlot() {
+    while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFreed = resolve))
+    slotFreed = null
+  }
+
+  /** Known state for the updates and deletes of these messages that the cache does not hold. */
+  async function loadKnownRows(messages: DecodedMessage[]) {
+    const wanted: Record<Entity, Set<string>> = { task: new Set(), workspace: new Set() }
+    for (const message of messages) {
+      if (message.kind !== 'update' && message.kind !== 'delete') continue
+      const key = rowKey(message)
+      if (key && !rows.has(key.entity, key.id)) wanted[key.entity].add(key.id)
+    }
+    await Promise.all(
+      (Object.keys(wanted) as Entity[]).map(async (entity) => {
+        if (!wanted[entity].size) return
+        let found = new Map<string, EventRow | null>()
+        await withRetry('mongo', async () => void (found = await mongo.knownRows(entity, [...wanted[entity]])))
+        for (const id of wanted[entity]) rows.set(entity, id, found.get(id) ?? null)
+      }),
+    )
+  }
+
+  function eventFor(change: RowChange, stored: Map<string, TaskEvent>): TaskEvent {
+    const key = rowKey(change)
+    const fresh = changeToEvent(change, transaction!, ordinal++, key ? rows.get(key.entity, key.id) : null)
+    const event = stored.get(fresh.id) ?? fresh
+    if (key) rows.set(key.entity, key.id, event.data)
+    else if (change.kind === 'truncate') rows.clear(change.table === 'tasks' ? 'task' : 'workspace')
+    return event
+  }
+
+  /** Turns a run of messages into batches and dispatches them. */
+  async function consume(firstSeq: number, messages: DecodedMessage[]) {
+    await loadKnownRows(messages)
+    let stored = new Map<string, TaskEvent>()
+    if (replayThrough) {
+      const ids = replayCandidates(messages)
+      if (ids.length) await withRetry('mongo', async () => void (stored = await mongo.storedEvents(ids)))
+      else if (messages.some((message) => message.kind === 'begin' && lsnToHex16(message.commitLsn) > replayThrough)) replayThrough = ''
+    }
+    let batch = emptyBatch()
+    const send = async () => {
+      await waitForSlot()
+      dispatch(batch)
+      batch = emptyBatch()
+    }
+    for (let index = 0; index < messages.length; index++) {
+      const message = messages[index]!
+      switch (message.kind) {
+        case 'begin':
+          transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
+          ordinal = 0
+          break
+        case 'commit':
+          batch.commitLsn = message.commitLsn
+          break
+        case 'message':
+          options.onMessage?.(message.prefix, message.content)
+          break
+        default:
+          batch.events.push(eventFor(message, stored))
+      }
+      batch.lastSeq = firstSeq + index
+      if (batch.events.length >= maxBatchEvents) await send()
+    }
+    if (batch.lastSeq !== NO_MESSAGE) await send()
+  }
+
+  /** Ids the messages will produce that may already be stored (at or below what was stored before a restart). */
+  function replayCandidates(messages: DecodedMessage[]): string[] {
+    const ids: string[] = []
+    let commit = transaction ? lsnToHex16(transaction.commitLsn) : ''
+    let next = ordinal
+    for (const message of messages) {
+      if (message.kind === 'begin') {
+        commit = lsnToHex16(message.commitLsn)
+        next = 0
+      } else if (message.kind !== 'commit' && message.kind !== 'message') {
+        const id = `${commit}-${(next++).toString(16).toUpperCase().padStart(8, '0')}`
+        if (id <= replayThrough) ids.push(id)
+      }
+    }
+    return ids
+  }
+
+  return {
+    /** Reads and dispatches until stopped; rejects when the source fails for good. */
+    async run() {
+      replayThrough = (await mongo.highestEventId()) ?? ''
+      while (!stopping) {
+        const { firstSeq, messages } = await source.read()
+        if (!messages.length) break
+        await consume(firstSeq, messages)
+      }
+      await tail
+    },
+
+    deliver,
+
+    /** Stops reading, lets the batches in flight finish, and leaves the source to be stopped. */
+    async stop() {
+      stopping = true
+      await tail
+    },
+
+    get state() {
+      return { failingSinks: [...failing], inFlightBatches: inFlight, ...stats }
+    },
+  }
+}
+
+/** Latest known state of rows by entity and id, least recently used dropped first. */
+function createRowCache(capacity: number) {
+  const entries = new Map<string, EventRow | null>()
+  const key = (entity: Entity, id: string) => `${entity}:${id}`
+  return {
+    has: (entity: Entity, id: string) => entries.has(key(entity, id)),
+    get: (entity: Entity, id: string) => entries.get(key(entity, id)) ?? null,
+    set(entity: Entity, id: string, row: EventRow | null) {
+      const name = key(entity, id)
+      entries.delete(name)
+      entries.set(name, row)
+      if (entries.size > capacity) entries.delete(entries.keys().next().value!)
+    },
+    /** After a truncate every row of the entity is gone. */
+    clear(entity: Entity) {
+      for (const name of entries.keys()) if (name.startsWith(entity + ':')) entries.set(name, null)
+    },
+  }
+}
+
+function describe(error: unknown): string {
+  const { message, code } = (error ?? {}) as { message?: string; code?: unknown }
+  return `${message ?? String(error)}${code !== undefined ? ` [${code}]` : ''}`.split('\n')[0]!
+}
