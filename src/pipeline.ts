@@ -85,9 +85,20 @@ export function createPipeline(options: PipelineOptions) {
     }
   }
 
-  /** Writes events to MongoDB and publishes them at the same time, each retried until it succeeds. */
+  /**
+   * Writes events to MongoDB and publishes them at the same time, each retried until it succeeds.
+   * A truncate applies to rows, not to one row: its batch writes only after every earlier batch has.
+   */
+  let mongoWritten: Promise<void> = Promise.resolve()
   async function deliver(events: TaskEvent[]) {
-    await Promise.all([withRetry('mongo', () => mongo.writeBatch(events)), withRetry('pubsub', () => publisher.publish(events))])
+    const earlier = mongoWritten
+    const truncates = events.some((event) => event.type.endsWith('.truncated'))
+    const written = (async () => {
+      if (truncates) await earlier
+      await withRetry('mongo', () => mongo.writeBatch(events))
+    })()
+    mongoWritten = Promise.all([earlier, written]).then(() => {})
+    await Promise.all([written, withRetry('pubsub', () => publisher.publish(events))])
   }
 
   /** Starts a batch's writes now; its checkpoint and acknowledgement wait for every earlier batch. */

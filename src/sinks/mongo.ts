@@ -79,9 +79,15 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     for (const [key, event] of latest) {
       const [entity, id] = key.split(/:(.*)/s) as [Entity, string]
       const newer = { _id: id, lastEventId: { $lt: event.id } }
+      // A tombstone keeps the row's last known state, so /Snapshot-style readers and drift checks can tell what went.
+      const replacement = event.data
+        ? { ...toDocument(event.data), lastEventId: event.id }
+        : event.previous
+          ? { ...toDocument(event.previous), deleted: true, lastEventId: event.id }
+          : null
       operations[ENTITY_COLLECTION[entity]].push(
-        event.data
-          ? { replaceOne: { filter: newer, replacement: { ...toDocument(event.data), lastEventId: event.id } as StateDocument, upsert: true } }
+        replacement
+          ? { replaceOne: { filter: newer, replacement: replacement as StateDocument, upsert: true } }
           : { updateOne: { filter: newer, update: { $set: { deleted: true, lastEventId: event.id } }, upsert: true } },
       )
     }
