@@ -47,21 +47,21 @@ describe('extract-tasks', () => {
     ])
     // The description was never re-logged after the insert (an unchanged TOAST value): it is filled in.
     for (const event of events.slice(0, 4)) expect(event.data.description).toBe(description)
-    expect(events[2].changed).toEqual(['assigneeId'])
-    expect(events[3].changed.sort()).toEqual(['status', 'title'])
-    expect(events[4].previous.title).toBe('planned')
+    expect(events[2]!.changed).toEqual(['assigneeId'])
+    expect(events[3]!.changed.sort()).toEqual(['status', 'title'])
+    expect(events[4]!.previous.title).toBe('planned')
     expect(new Set(events.map((event) => event.id)).size).toBe(5)
     expect([...events.map((event) => event.id)].sort()).toEqual(events.map((event) => event.id))
-    const [message] = (await stack.pubsub.messages('taskTopic')).filter((published) => published.attributes.eventId === events[0].id)
+    const [message] = (await stack.pubsub.messages('taskTopic')).filter((published) => published.attributes.eventId === events[0]!.id)
     expect(message!.orderingKey).toBe(taskId)
-    expect(message!.attributes).toMatchObject({ type: 'task.created', source: 'cdc', taskId, workspaceId, lsn: events[0].lsn })
+    expect(message!.attributes).toMatchObject({ type: 'task.created', source: 'cdc', taskId, workspaceId, lsn: events[0]!.lsn })
 
     const history = await stack.db.collection('task_events').find({ taskId }).sort({ _id: 1 }).toArray()
     expect(history.map((document) => document._id)).toEqual(events.map((event) => event.id))
     expect(history[0]!.commitTime).toBeInstanceOf(Date)
     expect(history[0]!.data.createdAt).toBeInstanceOf(Date)
     const state = await stack.db.collection('tasks').findOne({ _id: taskId as any })
-    expect(state).toMatchObject({ deleted: true, lastEventId: events[4].id, title: 'planned' })
+    expect(state).toMatchObject({ deleted: true, lastEventId: events[4]!.id, title: 'planned' })
   })
 
   test('a multi-row insert and a truncate', async () => {
