@@ -51,7 +51,8 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
       await transaction.unsafe(`set transaction snapshot ${quoteLiteral(slot.snapshotName)}`)
       for (const { table, entity } of LOAD_ORDER) {
         const tableColumns = columns.get(`${options.schema}.${table}`)!
-        const select = `select id::text as key, array[${tableColumns.map((column) => `${quoteIdentifier(column.name)}::text`).join(', ')}] as "values"
+        // A JSON array of text keeps NULL apart from the text 'NULL', which a text[] literal does not.
+        const select = `select id::text as key, json_build_array(${tableColumns.map((column) => `${quoteIdentifier(column.name)}::text`).join(', ')}) as "values"
           from ${quoteIdentifier(options.schema)}.${quoteIdentifier(table)}`
         let after: string | null = null
         for (;;) {

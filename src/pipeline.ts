@@ -1,6 +1,7 @@
 // From the change source to the sinks, and back to the slot. Guarantees:
 // - events are built in commit order, and each row's `previous` is its state after every earlier event;
 // - a batch is written to MongoDB and published to Pub/Sub at the same time, retried until both succeed;
+//   each sink takes the batches in order;
 // - batches are checkpointed and acknowledged to the source strictly in order, only after both sinks
 //   succeeded, so the slot never moves past an event that is not durable and published;
 // - at most `maxInFlightBatches` batches are outstanding: a slow or failing sink stops the reading, it never
@@ -68,7 +69,7 @@ export function createPipeline(options: PipelineOptions) {
   let slotFreed: (() => void) | null = null
   let stopping = false
   const failing = new Set<SinkName>()
-  const stats = { eventsTotal: 0, lastEventId: null as string | null, lastBatchAt: 0 }
+  const stats = { eventsTotal: 0, lastEventId: null as string | null }
 
   async function withRetry(sink: SinkName, work: () => Promise<void>) {
     for (let attempt = 1; ; attempt++) {
@@ -86,36 +87,33 @@ export function createPipeline(options: PipelineOptions) {
   }
 
   /**
-   * Writes events to MongoDB and publishes them at the same time, each retried until it succeeds.
-   * A truncate applies to rows, not to one row: its batch writes only after every earlier batch has.
+   * Writes events to MongoDB and publishes them, each retried until it succeeds. Each sink takes batches
+   * one after the other (publishing in order keeps each ordering key in order; the MongoDB row guard reads
+   * before it writes), while the two sinks, and the next batch's preparation, overlap.
    */
-  let mongoWritten: Promise<void> = Promise.resolve()
+  let written: Promise<void> = Promise.resolve()
+  let published: Promise<void> = Promise.resolve()
   async function deliver(events: TaskEvent[]) {
-    const earlier = mongoWritten
-    const truncates = events.some((event) => event.type.endsWith('.truncated'))
-    const written = (async () => {
-      if (truncates) await earlier
-      await withRetry('mongo', () => mongo.writeBatch(events))
-    })()
-    mongoWritten = Promise.all([earlier, written]).then(() => {})
-    await Promise.all([written, withRetry('pubsub', () => publisher.publish(events))])
+    const [earlierWrite, earlierPublish] = [written, published]
+    written = earlierWrite.then(() => withRetry('mongo', () => mongo.writeBatch(events)))
+    published = earlierPublish.then(() => withRetry('pubsub', () => publisher.publish(events)))
+    await Promise.all([written, published])
+    stats.eventsTotal += events.length
+    if (events.length) stats.lastEventId = events.at(-1)!.id
   }
 
   /** Starts a batch's writes now; its checkpoint and acknowledgement wait for every earlier batch. */
   function dispatch(batch: Batch) {
     inFlight++
-    const written = deliver(batch.events)
+    const delivered = deliver(batch.events)
     const previous = tail
     tail = (async () => {
-      await Promise.all([written, previous])
+      await Promise.all([delivered, previous])
       if (batch.commitLsn !== null) {
         const lsn = formatLsn(batch.commitLsn)
         await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn, initialLoad: 'done' }))
       }
       source.acknowledge(batch.lastSeq)
-      stats.eventsTotal += batch.events.length
-      if (batch.events.length) stats.lastEventId = batch.events.at(-1)!.id
-      stats.lastBatchAt = Date.now()
       inFlight--
       slotFreed?.()
       options.onDurable?.(batch.events)

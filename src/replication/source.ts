@@ -44,8 +44,10 @@ export type Delivery = { firstSeq: number; messages: DecodedMessage[] }
 
 export type Source = ReturnType<typeof openSource>
 
-const DEFAULT_MAX_PENDING_CHANGES = 20_000
-const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+// What the consumer may hold before the socket is no longer read. A decoded change with its event and
+// documents costs a few KB, so this bounds the process to tens of MB whatever the transaction size.
+const DEFAULT_MAX_PENDING_CHANGES = 5_000
+const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 }
 // Status updates at a third of wal_sender_timeout at the latest, so two may be lost before the server gives up.
 const STATUS_PER_SENDER_TIMEOUT = 3
@@ -160,10 +162,11 @@ export function openSource(options: SourceOptions) {
         senderTimeoutMs > 0 ? Math.min(options.statusIntervalMs, Math.floor(senderTimeoutMs / STATUS_PER_SENDER_TIMEOUT)) : options.statusIntervalMs
 
       const existing = await readSlot(querySql, options.slot)
+      let created: CreatedSlot | null = null
       if (existing) checkSlot(existing, identity.database)
       else if (streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
       else {
-        const created = await createSlot(replication, options.slot)
+        created = await createSlot(replication, options.slot)
         log.info(`created replication slot ${options.slot} at ${formatLsn(created.consistentPoint)}`)
         skipThrough = maxLsn(skipThrough, created.consistentPoint)
         await options.onSlotCreated?.(created)
@@ -171,7 +174,7 @@ export function openSource(options: SourceOptions) {
 
       heldBegin = null
       skipping = false
-      const startLsn = maxLsn(progress.flushLsn, existing?.confirmedFlushLsn ?? ZERO_LSN)
+      const startLsn = maxLsn(progress.flushLsn, existing?.confirmedFlushLsn ?? created?.consistentPoint ?? ZERO_LSN)
       stream = await startReplication(replication, {
         slot: options.slot,
         startLsn,

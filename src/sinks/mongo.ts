@@ -1,9 +1,10 @@
 // MongoDB state (contract section 4): current rows in `tasks` and `workspaces`, the history in `task_events`,
 // progress in `checkpoints`. Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
-// Uses only single-document writes and unordered bulk writes, which MongoDB 6+ and FerretDB 1.24 both support.
+// Uses only single-document filters and unordered bulk writes, which MongoDB 6+ and FerretDB 1.24 both
+// support, and writes one batch at a time (the caller's part: see `writeBatch`).
 
-import { type AnyBulkWriteOperation, type Collection, type Db, type Document, MongoBulkWriteError, MongoClient } from 'mongodb'
+import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import type { Entity, EventRow, TaskEvent } from '../events/events.ts'
 
 export const COLLECTIONS = {
@@ -17,6 +18,10 @@ export const COLLECTIONS = {
 const ENTITY_COLLECTION: Record<Entity, 'tasks' | 'workspaces'> = { task: 'tasks', workspace: 'workspaces' }
 const TRUNCATED_COLLECTION: Partial<Record<TaskEvent['type'], 'tasks' | 'workspaces'>> = { 'tasks.truncated': 'tasks', 'workspaces.truncated': 'workspaces' }
 const DUPLICATE_KEY = 11000
+// FerretDB 1.24 holds one of its 100 SQLite connections per matched update until the whole command ends,
+// and a command with 100 or more never ends: updates go in commands of at most this many.
+const MAX_UPDATES_PER_COMMAND = 50
+const LOOKUP_CONCURRENCY = 32
 
 export type Checkpoint = {
   slot: string
@@ -53,48 +58,63 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
   }
 
-  /** Unordered bulk write where a duplicate key means "already written" (a replay, or a newer row won). */
-  async function bulkIgnoringDuplicates(target: Collection<any>, operations: AnyBulkWriteOperation<any>[]) {
-    if (!operations.length) return
+  /** Events are immutable: a duplicate key means the event was stored before (a replay). */
+  async function insertEvents(batch: TaskEvent[]) {
     try {
-      await target.bulkWrite(operations, { ordered: false })
+      await events.insertMany(batch.map(eventDocument) as (Document & { _id: string })[], { ordered: false })
     } catch (error) {
-      if (error instanceof MongoBulkWriteError) {
-        const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors]
-        if (errors.length && errors.every((writeError) => writeError.code === DUPLICATE_KEY)) return
-      }
-      throw error
+      if (!duplicateIndexes(error)) throw error
     }
   }
 
-  /** Row writes of one run of events with no truncate inside: the last event of each row wins. */
+  /**
+   * Row writes of one run of events with no truncate inside: the last event of each row wins, and only
+   * where it is newer than the stored `lastEventId`. New rows are inserted; a duplicate key names a row
+   * that exists, whose stored event id is read and compared before it is replaced. Every filter is a
+   * plain `{ _id }`, the one shape every server answers from its index (FerretDB scans for any other);
+   * the read-compare-write is safe because batches are written one at a time by one connector.
+   */
   async function applyRows(run: TaskEvent[]) {
-    const latest = new Map<string, TaskEvent>()
+    const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
     for (const event of run) {
       const entity: Entity = event.type.startsWith('workspace.') ? 'workspace' : 'task'
       const id = entity === 'task' ? event.taskId : event.workspaceId
-      if (id) latest.set(`${entity}:${id}`, event)
+      if (id) latest.set(`${entity}:${id}`, { name: ENTITY_COLLECTION[entity], id, event })
     }
-    const operations: Record<'tasks' | 'workspaces', AnyBulkWriteOperation<StateDocument>[]> = { tasks: [], workspaces: [] }
-    for (const [key, event] of latest) {
-      const [entity, id] = key.split(/:(.*)/s) as [Entity, string]
-      const newer = { _id: id, lastEventId: { $lt: event.id } }
-      // A tombstone keeps the row's last known state, so /Snapshot-style readers and drift checks can tell what went.
-      const replacement = event.data
-        ? { ...toDocument(event.data), lastEventId: event.id }
-        : event.previous
-          ? { ...toDocument(event.previous), deleted: true, lastEventId: event.id }
-          : null
-      operations[ENTITY_COLLECTION[entity]].push(
-        replacement
-          ? { replaceOne: { filter: newer, replacement: replacement as StateDocument, upsert: true } }
-          : { updateOne: { filter: newer, update: { $set: { deleted: true, lastEventId: event.id } }, upsert: true } },
-      )
+    await Promise.all(
+      (['tasks', 'workspaces'] as const).map(async (name) => {
+        const rows = [...latest.values()].filter((row) => row.name === name)
+        if (!rows.length) return
+        const target = collection<StateDocument>(name)
+        const documents = new Map(rows.map(({ id, event }) => [id, stateDocument(id, event)]))
+        const existing = await insertNew(target, [...documents.values()])
+        if (!existing.length) return
+        const stored = await findByIds(target, existing, { lastEventId: 1 })
+        const newer = existing.filter((id) => (stored.get(id)?.lastEventId ?? '') < documents.get(id)!.lastEventId)
+        for (let i = 0; i < newer.length; i += MAX_UPDATES_PER_COMMAND) {
+          const chunk = newer.slice(i, i + MAX_UPDATES_PER_COMMAND)
+          await target.bulkWrite(chunk.map((id) => ({ replaceOne: { filter: { _id: id }, replacement: documents.get(id)! } })), { ordered: false })
+        }
+      }),
+    )
+  }
+
+  /** The row as stored after the event: its data, or a tombstone keeping the last known state. */
+  function stateDocument(id: string, event: TaskEvent): StateDocument {
+    if (event.data) return { ...toDocument(event.data), _id: id, lastEventId: event.id }
+    return { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
+  }
+
+  /** Inserts the documents whose _id is free; returns the ids that already exist. */
+  async function insertNew(target: Collection<StateDocument>, documents: StateDocument[]): Promise<string[]> {
+    try {
+      await target.insertMany(documents, { ordered: false })
+      return []
+    } catch (error) {
+      const duplicates = duplicateIndexes(error)
+      if (!duplicates) throw error
+      return duplicates.map((index) => documents[index]!._id)
     }
-    await Promise.all([
-      bulkIgnoringDuplicates(collection(COLLECTIONS.tasks), operations.tasks),
-      bulkIgnoringDuplicates(collection(COLLECTIONS.workspaces), operations.workspaces),
-    ])
   }
 
   async function applyState(batch: TaskEvent[]) {
@@ -125,13 +145,13 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
       ])
     },
 
-    /** Makes a batch durable: its events in `task_events`, and the rows they leave in `tasks`/`workspaces`. */
+    /**
+     * Makes a batch durable: its events in `task_events`, and the rows they leave in `tasks`/`workspaces`.
+     * Batches must be written one after the other: the row guard reads before it writes.
+     */
     async writeBatch(batch: TaskEvent[]) {
       if (!batch.length) return
-      await Promise.all([
-        bulkIgnoringDuplicates(events, batch.map((event) => ({ insertOne: { document: eventDocument(event) } }))),
-        applyState(batch),
-      ])
+      await Promise.all([insertEvents(batch), applyState(batch)])
     },
 
     tombstoneOlderThan,
@@ -139,17 +159,15 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     /** The connector's last state of these rows: null for tombstones; absent when never seen. */
     async knownRows(entity: Entity, ids: string[]): Promise<Map<string, EventRow | null>> {
       const found = new Map<string, EventRow | null>()
-      if (!ids.length) return found
-      const documents = await collection<StateDocument>(ENTITY_COLLECTION[entity]).find({ _id: { $in: ids } }).toArray()
-      for (const document of documents) found.set(document._id, document.deleted ? null : fromDocument(document))
+      for (const [id, document] of await findByIds(collection<StateDocument>(ENTITY_COLLECTION[entity]), ids))
+        found.set(id, document.deleted ? null : fromDocument(document))
       return found
     },
 
     /** Stored events by id, as they were first emitted: a replay publishes these rather than rebuilding them. */
     async storedEvents(ids: string[]): Promise<Map<string, TaskEvent>> {
       const found = new Map<string, TaskEvent>()
-      if (!ids.length) return found
-      for (const document of await events.find({ _id: { $in: ids } }).toArray()) found.set(document._id, eventFromDocument(document))
+      for (const [id, document] of await findByIds(events, ids)) found.set(id, eventFromDocument(document))
       return found
     },
 
@@ -169,6 +187,29 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
       await checkpoints.replaceOne({ _id: slot }, { ...fields, updatedAt: new Date() }, { upsert: true })
     },
   }
+}
+
+/**
+ * Documents by _id, one `{ _id }` query each, a bounded number at a time: unlike `$in`, that shape is
+ * answered from the _id index by every server, so its cost does not grow with the collection.
+ */
+async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[], projection?: Document): Promise<Map<string, T>> {
+  const found = new Map<string, T>()
+  for (let i = 0; i < ids.length; i += LOOKUP_CONCURRENCY)
+    await Promise.all(
+      ids.slice(i, i + LOOKUP_CONCURRENCY).map(async (id) => {
+        const document = await target.findOne({ _id: id } as Filter<T>, projection ? { projection } : {})
+        if (document) found.set(id, document as T)
+      }),
+    )
+  return found
+}
+
+/** The indexes of the documents refused for a duplicate key, when that is the only error; else null. */
+function duplicateIndexes(error: unknown): number[] | null {
+  if (!(error instanceof MongoBulkWriteError)) return null
+  const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors]
+  return errors.length && errors.every((writeError) => writeError.code === DUPLICATE_KEY) ? errors.map((writeError) => writeError.index) : null
 }
 
 export async function connectMongo(url: string): Promise<MongoClient> {

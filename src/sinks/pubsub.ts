@@ -1,10 +1,15 @@
 // Google Cloud Pub/Sub publishing (contract section 3): one message per event, the event JSON as data,
 // ordered by task (or workspace). Guarantees: `publish` resolves only when the server acknowledged every
-// message of the batch; after a failure every ordering key of the batch is resumed, so a retry can go
-// through instead of the key staying blocked for good.
+// message of the batch; a failed batch fails whole and can simply be published again.
+//
+// Why not the client's ordered publisher: it keeps one queue and one Publish call per ordering key, and
+// with a key per task a batch of a thousand events became a thousand calls (measured against the
+// emulator: 0.8 to 3.4 s per thousand, against 0.1 to 0.2 s unordered). One Publish request may carry
+// many ordering keys; the order per key holds as long as the requests go one after the other, which the
+// pipeline does. A failed request leaves no key paused on the client, so nothing needs resuming.
 
 import { existsSync } from 'node:fs'
-import { PubSub, type ClientConfig, type Topic } from '@google-cloud/pubsub'
+import { PubSub, type ClientConfig, v1 } from '@google-cloud/pubsub'
 import type { TaskEvent } from '../events/events.ts'
 
 export type PublisherOptions = {
@@ -22,8 +27,9 @@ export class TopicMissingError extends Error {
 
 export type Publisher = ReturnType<typeof createPublisher>
 
-// The client sends a batch when either bound is reached; a pipeline batch is at most a few of these.
-const BATCHING = { maxMessages: 500, maxMilliseconds: 5, maxBytes: 8 * 1024 * 1024 }
+// Pub/Sub's limits for one Publish request: 1,000 messages and 10 MB, with room left for the envelope.
+const MAX_REQUEST_MESSAGES = 1_000
+const MAX_REQUEST_BYTES = 9 * 1024 * 1024
 
 export function clientConfig(options: PublisherOptions): ClientConfig {
   if (options.emulatorHost)
@@ -49,7 +55,9 @@ export function attributes(event: TaskEvent): Record<string, string> {
 
 export function createPublisher(options: PublisherOptions) {
   const client = new PubSub(clientConfig(options))
-  const topic: Topic = client.topic(options.topic, { messageOrdering: true, batching: BATCHING })
+  const topic = client.topic(options.topic)
+  // The same settings as the client's own publisher (endpoint, credentials, the emulator's plain channel).
+  const publisherClient = client.getClientConfig().then((config) => new v1.PublisherClient(config as ConstructorParameters<typeof v1.PublisherClient>[0]))
 
   return {
     /** Checks the topic exists, creating it with --create-topic; a missing topic is a startup error. */
@@ -64,21 +72,33 @@ export function createPublisher(options: PublisherOptions) {
       })
     },
 
+    /** Publishes in as few requests as the limits allow, one after the other, in order. */
     async publish(events: TaskEvent[]) {
-      const results = await Promise.allSettled(
-        events.map((event) =>
-          topic.publishMessage({ data: Buffer.from(JSON.stringify(event)), attributes: attributes(event), orderingKey: orderingKey(event) }),
-        ),
-      )
-      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected')
-      if (!failed) return
-      for (const event of events) topic.resumePublishing(orderingKey(event))
-      throw failed.reason
+      const publisher = await publisherClient
+      for (const messages of requests(events)) await publisher.publish({ topic: topic.name, messages })
     },
 
     async close() {
-      await topic.flush().catch(() => {})
+      await (await publisherClient).close()
       await client.close()
     },
   }
+}
+
+type OutgoingMessage = { data: Buffer; attributes: Record<string, string>; orderingKey: string }
+
+function* requests(events: TaskEvent[]): Generator<OutgoingMessage[]> {
+  let messages: OutgoingMessage[] = []
+  let bytes = 0
+  for (const event of events) {
+    const data = Buffer.from(JSON.stringify(event))
+    if (messages.length && (messages.length === MAX_REQUEST_MESSAGES || bytes + data.length > MAX_REQUEST_BYTES)) {
+      yield messages
+      messages = []
+      bytes = 0
+    }
+    messages.push({ data, attributes: attributes(event), orderingKey: orderingKey(event) })
+    bytes += data.length
+  }
+  if (messages.length) yield messages
 }

@@ -103,7 +103,7 @@ export async function startConnector(
 
 /** Waits until the connector has made everything committed so far durable and published. */
 export async function waitCaughtUp(stack: Stack, connector: Connector, timeoutMs = 60_000) {
-  const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_lsn()::text as position`
+  const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
   const target = lsnValue(position)
   await waitFor(`the connector to confirm ${position}`, async () => lsnValue((await connector.info()).confirmedLsn) >= target, timeoutMs, 200)
 }
