@@ -1,9 +1,11 @@
 // Decodes one wal2json format-version 2 message (the body of one XLogData) into a DecodedMessage.
 // Expects the options format-version 2, include-xids, include-timestamp, include-lsn, include-transaction and
-// include-type-oids, without pretty-print, and PostgreSQL's DateStyle ISO.
+// include-type-oids (type names may be left out: include-types 0), without pretty-print, and PostgreSQL's
+// DateStyle ISO.
 // Guarantees: numbers stay exact (int8 beyond 2^53 as bigint, numeric as its decimal text); values of types it
 // does not know pass through as wal2json gave them; anything malformed throws instead of flowing on.
 
+import { isUtf8 } from 'node:buffer'
 import { parseLsn, type Lsn } from '../replication/lsn.ts'
 import type {
   Begin,
@@ -77,7 +79,11 @@ type Wal2jsonMessage = {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
-export function decodeWal2json(payload: Uint8Array | string, columns: TableColumns): DecodedMessage {
+/**
+ * `position` is the XLogData's dataStart, when the message came from a stream: the change's own LSN, and for
+ * a commit the end of its record. Taking it from the protocol header saves parsing it from the JSON.
+ */
+export function decodeWal2json(payload: Uint8Array | string, columns: TableColumns, position: Lsn | null = null): DecodedMessage {
   const text = typeof payload === 'string' ? payload : decodeUtf8(payload)
   let message = parseJson(text)
   if ((mayBeRounded(message.columns) || mayBeRounded(message.identity)) && !restoreExactNumbers(message, text))
@@ -85,12 +91,12 @@ export function decodeWal2json(payload: Uint8Array | string, columns: TableColum
 
   switch (message.action) {
     case 'B': return decodeBegin(message)
-    case 'C': return decodeCommit(message)
-    case 'I': return decodeInsert(message)
-    case 'U': return decodeUpdate(message, columns)
-    case 'D': return decodeDelete(message)
-    case 'T': return decodeTruncate(message)
-    case 'M': return decodeLogicalMessage(message)
+    case 'C': return decodeCommit(message, position)
+    case 'I': return decodeInsert(message, position)
+    case 'U': return decodeUpdate(message, columns, position)
+    case 'D': return decodeDelete(message, position)
+    case 'T': return decodeTruncate(message, position)
+    case 'M': return decodeLogicalMessage(message, position)
     default: throw new Error(`wal2json: unknown action ${JSON.stringify(message.action)}`)
   }
 }
@@ -100,23 +106,23 @@ function decodeBegin(message: Wal2jsonMessage): Begin {
   return { kind: 'begin', xid: xid(message), commitLsn: lsn(message, 'nextlsn'), commitTime: commitTime(message) }
 }
 
-function decodeCommit(message: Wal2jsonMessage): Commit {
-  return { kind: 'commit', xid: xid(message), commitLsn: lsn(message, 'nextlsn'), commitTime: commitTime(message) }
+function decodeCommit(message: Wal2jsonMessage, position: Lsn | null): Commit {
+  return { kind: 'commit', xid: xid(message), commitLsn: position ?? lsn(message, 'nextlsn'), commitTime: commitTime(message) }
 }
 
-function decodeInsert(message: Wal2jsonMessage): Insert {
+function decodeInsert(message: Wal2jsonMessage, position: Lsn | null): Insert {
   const { schema, table } = tableRef(message)
-  return { kind: 'insert', schema, table, lsn: lsn(message, 'lsn'), row: decodeRow(message, 'columns') }
+  return { kind: 'insert', schema, table, lsn: position ?? lsn(message, 'lsn'), row: decodeRow(message, 'columns') }
 }
 
-function decodeUpdate(message: Wal2jsonMessage, columns: TableColumns): Update {
+function decodeUpdate(message: Wal2jsonMessage, columns: TableColumns, position: Lsn | null): Update {
   const { schema, table } = tableRef(message)
   const row = decodeRow(message, 'columns')
   return {
     kind: 'update',
     schema,
     table,
-    lsn: lsn(message, 'lsn'),
+    lsn: position ?? lsn(message, 'lsn'),
     row,
     identity: message.identity === undefined ? null : decodeRow(message, 'identity'),
     unchangedToast: unchangedToast(row, columns.get(tableKey(schema, table))),
@@ -132,21 +138,21 @@ function tableKey(schema: string, table: string): string {
   return lastKey.key
 }
 
-function decodeDelete(message: Wal2jsonMessage): Delete {
+function decodeDelete(message: Wal2jsonMessage, position: Lsn | null): Delete {
   const { schema, table } = tableRef(message)
-  return { kind: 'delete', schema, table, lsn: lsn(message, 'lsn'), identity: decodeRow(message, 'identity') }
+  return { kind: 'delete', schema, table, lsn: position ?? lsn(message, 'lsn'), identity: decodeRow(message, 'identity') }
 }
 
-function decodeTruncate(message: Wal2jsonMessage): Truncate {
+function decodeTruncate(message: Wal2jsonMessage, position: Lsn | null): Truncate {
   const { schema, table } = tableRef(message)
-  return { kind: 'truncate', schema, table, lsn: lsn(message, 'lsn') }
+  return { kind: 'truncate', schema, table, lsn: position ?? lsn(message, 'lsn') }
 }
 
-function decodeLogicalMessage(message: Wal2jsonMessage): LogicalMessage {
+function decodeLogicalMessage(message: Wal2jsonMessage, position: Lsn | null): LogicalMessage {
   if (typeof message.transactional !== 'boolean') missing(message, 'transactional')
   return {
     kind: 'message',
-    lsn: lsn(message, 'lsn'),
+    lsn: position ?? lsn(message, 'lsn'),
     transactional: message.transactional,
     prefix: stringField(message, 'prefix'),
     content: stringField(message, 'content'),
@@ -263,12 +269,16 @@ function parseJson(text: string): Wal2jsonMessage {
   return message as Wal2jsonMessage
 }
 
+// A Buffer (what the stream gives) is checked and decoded natively, about twice as fast as a fatal TextDecoder.
 function decodeUtf8(payload: Uint8Array): string {
-  try {
-    return utf8.decode(payload)
-  } catch {
-    throw new Error(`wal2json: payload of ${payload.length} bytes is not valid UTF-8`)
+  if (Buffer.isBuffer(payload)) {
+    if (isUtf8(payload)) return payload.toString('utf8')
+  } else {
+    try {
+      return utf8.decode(payload)
+    } catch {}
   }
+  throw new Error(`wal2json: payload of ${payload.length} bytes is not valid UTF-8`)
 }
 
 // JavaScriptCore's SyntaxError names no position: walk the text once more to find where it stops being JSON.

@@ -181,7 +181,7 @@ export function openSource(options: SourceOptions) {
         pluginOptions: pluginOptions(options),
         statusIntervalMs,
         flushLsn: () => progress.flushLsn,
-        onXLogData: ({ data }) => onMessage(decodeWal2json(data, columns), data.length),
+        onXLogData: ({ dataStart, data }) => onMessage(decodeWal2json(data, columns, dataStart), data.length),
         onKeepalive: (walEnd) => progress.confirmAfterPending(walEnd) && scheduleStatus(),
       })
       streamedOnce = true
@@ -295,6 +295,8 @@ export function pluginOptions(options: Pick<SourceOptions, 'schema' | 'tables' |
     ['include-lsn', '1'],
     ['include-transaction', '1'],
     ['include-type-oids', '1'],
+    // The decoder works from type oids; the names would be a fifth of every message for nothing.
+    ['include-types', '0'],
     ['add-tables', tables],
   ]
   if (options.messagePrefix) list.push(['add-msg-prefixes', options.messagePrefix])
