@@ -31,6 +31,7 @@ const plugin = new Wal2JsonPlugin({
   includeLsn: true,
   includeTransaction: true,
   includeTypeOids: true,
+  includeTypes: false,
   addTables: 'public.workspaces,public.tasks',
   addMsgPrefixes: values.marker,
 })

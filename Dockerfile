@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# tag-connector as one compiled Bun binary in an image built FROM scratch: the binary, the C libraries and
+# dynamic loader it links against (found with ldd, so the same file builds for amd64 and arm64), CA
+# certificates, and nothing else: no shell, no package manager.
+#   docker build --build-arg COMMIT=$(git rev-parse --short HEAD) -t tag-connector .
+#   docker run --rm tag-connector version
+
+FROM oven/bun:1.4.5-debian AS build
+WORKDIR /src
+RUN test -f /etc/ssl/certs/ca-certificates.crt || { apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*; }
+COPY package.json bun.lock bunfig.toml ./
+RUN bun install --frozen-lockfile --production
+COPY tsconfig.json ./
+COPY src ./src
+# What `tag-connector version` reports as the commit (.git is not in the build context).
+ARG COMMIT=unknown
+RUN bun build --compile --minify-whitespace --minify-syntax --define "TC_BUILD_COMMIT=\"${COMMIT}\"" \
+      src/cli.ts --outfile /out/tag-connector \
+ && /out/tag-connector version
+# The final image's whole file system, in /rootfs. Without nsswitch.conf glibc would ask DNS before
+# /etc/hosts, and "localhost" might not resolve.
+RUN set -eu; mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp; chmod 1777 /rootfs/tmp; \
+    for lib in $(ldd /out/tag-connector | grep -o '/[^ ]*'); do cp --parents -L "$lib" /rootfs/; done; \
+    cp /out/tag-connector /rootfs/tag-connector; \
+    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \
+    echo 'tag-connector:x:65532:65532:tag-connector:/nonexistent:/sbin/nologin' >/rootfs/etc/passwd; \
+    echo 'tag-connector:x:65532:' >/rootfs/etc/group; \
+    printf 'passwd: files\ngroup: files\nhosts: files dns\n' >/rootfs/etc/nsswitch.conf
+
+FROM scratch
+COPY --from=build /rootfs/ /
+# Bun trusts its bundled Mozilla roots; this adds the image's bundle (replace the file to add a private CA).
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/tag-connector"]
+CMD ["extract-tasks"]
