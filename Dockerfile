@@ -32,6 +32,9 @@ FROM scratch
 COPY --from=build /rootfs/ /
 # Bun trusts its bundled Mozilla roots; this adds the image's bundle (replace the file to add a private CA).
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+# The garbage collector's memory budget (README, "Memory"): without it JavaScriptCore sizes its heap from
+# the host's RAM and lets garbage pile up to hundreds of MB under load.
+ENV BUN_JSC_forceRAMSize=134217728
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/tag-connector"]

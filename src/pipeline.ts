@@ -44,7 +44,8 @@ export type PipelineOptions = {
 
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
 const DEFAULT_MAX_IN_FLIGHT = 4
-const DEFAULT_ROW_CACHE = 100_000
+// Rows whose last state stays in memory: a few KB each, so about 20 MB at most; older rows are read back.
+const DEFAULT_ROW_CACHE = 10_000
 const DEFAULT_RETRY = { initialDelayMs: 200, maxDelayMs: 10_000 }
 
 export type Pipeline = ReturnType<typeof createPipeline>

@@ -11,6 +11,8 @@ import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
 
 const CLI = join(import.meta.dir, '../../src/cli.ts')
 export const TOPIC = 'taskTopic'
+/** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (README, "Memory"). */
+export const CONNECTOR_MEMORY_ENV = { BUN_JSC_forceRAMSize: String(128 * 1024 * 1024) }
 export const MONGO_DATABASE = 'task_connector'
 
 export type Stack = {
@@ -63,7 +65,7 @@ export async function startConnector(
       '--status-interval', '1s', '--heartbeat-interval', '1s', '--log-format', 'json', '--log-level', 'info',
       ...flags,
     ],
-    { env: { ...process.env, PUBSUB_EMULATOR_HOST: stack.pubsub.host, ...env }, stdout: 'ignore', stderr: 'pipe' },
+    { env: { ...process.env, ...CONNECTOR_MEMORY_ENV, PUBSUB_EMULATOR_HOST: stack.pubsub.host, ...env }, stdout: 'ignore', stderr: 'pipe' },
   )
   let logged = ''
   ;(async () => {
