@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await connector?.kill()
   await stack?.stop()
-})
+}, 120_000)
 
 test(`a ${ROWS.toLocaleString('en')}-row transaction reaches MongoDB and Pub/Sub with the connector's peak RSS under ${RSS_LIMIT_MB} MB`, async () => {
   const workspaceId = await createWorkspace(stack.pg.sql, 'big')

@@ -14,7 +14,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await connector?.kill()
   await stack?.stop()
-})
+}, 120_000)
 
 const eventsOf = async (taskId: string) => (await publishedEvents(stack)).filter((event) => event.taskId === taskId)
 

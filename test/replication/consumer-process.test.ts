@@ -16,10 +16,10 @@ let pg: PostgresServer
 
 beforeAll(async () => {
   pg = await startPostgres()
-})
+}, 120_000)
 afterAll(async () => {
   await pg?.stop()
-})
+}, 120_000)
 
 type Line = { commit?: string; changes: number; done?: boolean; peakRssMb?: number }
 

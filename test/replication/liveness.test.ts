@@ -18,11 +18,11 @@ const terminatedSenders = () => (pg.log().match(/terminating walsender process d
 
 beforeAll(async () => {
   pg = await startPostgres({ wal_sender_timeout: `${SENDER_TIMEOUT_S}s`, checkpoint_timeout: '30s' })
-})
+}, 120_000)
 afterAll(async () => {
   await stopSources()
   await pg?.stop()
-})
+}, 120_000)
 
 describe(`with wal_sender_timeout = ${SENDER_TIMEOUT_S} s`, () => {
   test.concurrent('an idle stream survives 30 s and still delivers afterwards', async () => {

@@ -12,11 +12,11 @@ let pg: PostgresServer
 
 beforeAll(async () => {
   pg = await startPostgres()
-})
-afterEach(stopSources)
+}, 120_000)
+afterEach(stopSources, 60_000)
 afterAll(async () => {
   await pg?.stop()
-})
+}, 120_000)
 
 const commits = (messages: DecodedMessage[]) => countKind(messages, 'commit')
 

@@ -14,11 +14,11 @@ let emulator: PubSubEmulator
 
 beforeAll(async () => {
   emulator = await startPubSubEmulator()
-})
+}, 120_000)
 
 afterAll(async () => {
   await emulator?.stop()
-})
+}, 120_000)
 
 /** Every message arrived once, with its key and attributes, and each key's messages in publish order. */
 function expectOrderedDelivery(messages: PublishedMessage[], count: number, keys: number) {

@@ -35,12 +35,12 @@ describe('FerretDB', () => {
   beforeAll(async () => {
     ferret = await startFerretDb()
     client = new MongoClient(ferret.url, { serverSelectionTimeoutMS: 1_000 })
-  })
+  }, 120_000)
 
   afterAll(async () => {
     await client?.close()
     await ferret?.close()
-  })
+  }, 120_000)
 
   test('applies an ordered bulkWrite of insert, conditional upserts and replace', async () => {
     const tasks = collection()
@@ -160,12 +160,12 @@ describe('the Pub/Sub emulator', () => {
   beforeAll(async () => {
     emulator = await startPubSubEmulator()
     pubsub = new PubSub(emulatorOptions(emulator.host, 'harness'))
-  })
+  }, 120_000)
 
   afterAll(async () => {
     await pubsub?.close()
     await emulator?.stop()
-  })
+  }, 120_000)
 
   test('holds a publish while paused, delivers it once resumed, and keeps earlier messages', async () => {
     const [topic] = await pubsub.createTopic('paused')
