@@ -5,7 +5,10 @@ import { peakRssMb } from './support/memory.ts'
 import { type Connector, type Stack, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
 import { createWorkspace, insertTasks } from './support/workspace.ts'
 
-const ROWS = Number(process.env.TC_BIG_ROWS ?? 1_000_000)
+// The figure is 1,000,000 rows (TC_BIG_ROWS=1000000). FerretDB on SQLite stores about 2,000 events a
+// second, so the suite's default is smaller: memory is bounded per change held, not per transaction, so the
+// peak is reached long before the end either way.
+const ROWS = Number(process.env.TC_BIG_ROWS ?? 200_000)
 const RSS_LIMIT_MB = 200
 
 let stack: Stack
