@@ -60,6 +60,8 @@ export async function startReplication(replication: postgres.Sql, options: Strea
 
   const closed = new Promise<void>((resolve, reject) => {
     duplex.on('data', (message: Buffer) => {
+      // After our CopyDone the server may still finish the transaction it is sending: read it, drop it.
+      if (ended) return
       if (message[0] === XLOG_DATA) {
         const xlog = parseXLogData(message)
         received = maxLsn(received, xlog.walEnd)
@@ -87,7 +89,7 @@ export async function startReplication(replication: postgres.Sql, options: Strea
   sendStatus()
 
   return {
-    pause: () => duplex.pause(),
+    pause: () => ended || duplex.pause(),
     resume: () => duplex.resume(),
     sendStatus,
     async end() {
