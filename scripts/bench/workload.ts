@@ -3,6 +3,7 @@
 // by one procedure that commits after each planned transaction, so writing it costs no client round trips.
 
 import type postgres from 'postgres'
+import { mulberry32 } from '../../test/support/verify.ts'
 
 export const MAX_TRANSACTION_ROWS = 10_000
 
@@ -21,24 +22,12 @@ export type PlannedTransaction = {
 
 export type Plan = { transactions: PlannedTransaction[]; changes: number; largest: number }
 
-/** Small and fast, and the same sequence on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 /**
- * Transactions until at least `minChanges` row changes: 97 % of 1–10 rows, 2.5 % of 11–1,000 rows, 0.5 % of
- * 1,001–10,000 rows, and one of exactly 10,000. A small transaction does one kind of change; a larger one inserts,
- * updates and deletes tasks in random proportions.
+ * Transactions until at least `minChanges` row changes: 97 % of 1–10 rows, 2.5 % of 11 to a tenth of `maxRows`,
+ * 0.5 % up to `maxRows` (10,000 by default), and one of exactly `maxRows`. A small transaction does one kind of
+ * change; a larger one inserts, updates and deletes tasks in random proportions.
  */
-export function planWorkload(minChanges: number, seed = 20240611): Plan {
+export function planWorkload(minChanges: number, { maxRows = MAX_TRANSACTION_ROWS, seed = 20240611 } = {}): Plan {
   const random = mulberry32(seed)
   const between = (low: number, high: number) => low + Math.floor(random() * (high - low + 1))
   const transactions: PlannedTransaction[] = []
@@ -51,10 +40,10 @@ export function planWorkload(minChanges: number, seed = 20240611): Plan {
   while (changes < minChanges) {
     const pick = random()
     const rows =
-      transactions.length === 100 ? MAX_TRANSACTION_ROWS
+      transactions.length === 100 ? maxRows
       : pick < 0.97 ? between(1, 10)
-      : pick < 0.995 ? between(11, 1_000)
-      : between(1_001, MAX_TRANSACTION_ROWS)
+      : pick < 0.995 ? between(11, maxRows / 10)
+      : between(maxRows / 10 + 1, maxRows)
     const live = newestTask - oldestTask + 1
     const txn: PlannedTransaction = {
       workspaceInserts: 0, workspaceUpdates: 0, workspaceUpdateFrom: 0, taskInserts: 0, taskUpdates: 0, taskUpdateFrom: 0, taskDeletes: 0,
