@@ -8,7 +8,8 @@
 //   grows a queue (the source stops reading its socket in turn).
 
 import type { DecodedMessage, RowChange } from './decode/types.ts'
-import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, changeToEvent, rowKey } from './events/events.ts'
+import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from './events/events.ts'
+import { createRowStates } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
 import type { Source } from './replication/source.ts'
@@ -33,7 +34,10 @@ export type PipelineOptions = {
   log: Logger
   maxBatchEvents?: number
   maxInFlightBatches?: number
-  /** Rows whose state is kept in memory for `previous` and TOAST filling; the rest is read from MongoDB. */
+  /**
+   * Rows whose state is kept in memory for `previous` and TOAST filling, besides those written by batches
+   * in flight; the rest is read from MongoDB.
+   */
   rowCacheSize?: number
   retry?: { initialDelayMs: number; maxDelayMs: number }
   /** Called with each batch once it is durable and published, in order (the live HTTP stream listens here). */
@@ -58,7 +62,9 @@ export function createPipeline(options: PipelineOptions) {
   const maxBatchEvents = options.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS
   const maxInFlight = options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT
   const retryDelays = options.retry ?? DEFAULT_RETRY
-  const rows = createRowCache(options.rowCacheSize ?? DEFAULT_ROW_CACHE)
+  const rows = createRowStates(options.rowCacheSize ?? DEFAULT_ROW_CACHE)
+  // Number of the batch being built: the rows it writes stay pinned in `rows` until it is durable.
+  let batchNumber = 0
 
   // Transaction being read, and the ordinal of its next change.
   let transaction: TransactionInfo | null = null
@@ -105,6 +111,7 @@ export function createPipeline(options: PipelineOptions) {
 
   /** Starts a batch's writes now; its checkpoint and acknowledgement wait for every earlier batch. */
   function dispatch(batch: Batch) {
+    const number = batchNumber++
     inFlight++
     const delivered = deliver(batch.events)
     const previous = tail
@@ -115,6 +122,7 @@ export function createPipeline(options: PipelineOptions) {
         await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn, initialLoad: 'done' }))
       }
       source.acknowledge(batch.lastSeq)
+      rows.release(number, rowsOf(batch.events))
       inFlight--
       slotFreed?.()
       options.onDurable?.(batch.events)
@@ -139,7 +147,7 @@ export function createPipeline(options: PipelineOptions) {
         if (!wanted[entity].size) return
         let found = new Map<string, EventRow | null>()
         await withRetry('mongo', async () => void (found = await mongo.knownRows(entity, [...wanted[entity]])))
-        for (const id of wanted[entity]) rows.set(entity, id, found.get(id) ?? null)
+        for (const id of wanted[entity]) rows.load(entity, id, found.get(id) ?? null)
       }),
     )
   }
@@ -148,8 +156,8 @@ export function createPipeline(options: PipelineOptions) {
     const key = rowKey(change)
     const fresh = changeToEvent(change, transaction!, ordinal++, key ? rows.get(key.entity, key.id) : null)
     const event = stored.get(fresh.id) ?? fresh
-    if (key) rows.set(key.entity, key.id, event.data)
-    else if (change.kind === 'truncate') rows.clear(change.table === 'tasks' ? 'task' : 'workspace')
+    if (key) rows.set(key.entity, key.id, event.data, batchNumber)
+    else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
     return event
   }
 
@@ -233,23 +241,10 @@ export function createPipeline(options: PipelineOptions) {
   }
 }
 
-/** Latest known state of rows by entity and id, least recently used dropped first. */
-function createRowCache(capacity: number) {
-  const entries = new Map<string, EventRow | null>()
-  const key = (entity: Entity, id: string) => `${entity}:${id}`
-  return {
-    has: (entity: Entity, id: string) => entries.has(key(entity, id)),
-    get: (entity: Entity, id: string) => entries.get(key(entity, id)) ?? null,
-    set(entity: Entity, id: string, row: EventRow | null) {
-      const name = key(entity, id)
-      entries.delete(name)
-      entries.set(name, row)
-      if (entries.size > capacity) entries.delete(entries.keys().next().value!)
-    },
-    /** After a truncate every row of the entity is gone. */
-    clear(entity: Entity) {
-      for (const name of entries.keys()) if (name.startsWith(entity + ':')) entries.set(name, null)
-    },
+function* rowsOf(events: TaskEvent[]) {
+  for (const event of events) {
+    const key = eventRowKey(event)
+    if (key) yield key
   }
 }
 

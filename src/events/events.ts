@@ -46,6 +46,13 @@ export function rowKey(change: RowChange): { entity: Entity; id: string } | null
   return { entity, id: String(change.kind === 'delete' ? change.identity.id : change.row.id) }
 }
 
+/** The stored row an event leaves its state in; null for truncates and snapshot markers. */
+export function eventRowKey(event: TaskEvent): { entity: Entity; id: string } | null {
+  const entity: Entity | null = event.type.startsWith('task.') ? 'task' : event.type.startsWith('workspace.') ? 'workspace' : null
+  const id = entity === 'task' ? event.taskId : event.workspaceId
+  return entity && id ? { entity, id } : null
+}
+
 /**
  * One event for one row change. `known` is the connector's last state of the row (null when unknown or a
  * tombstone); it fills unchanged TOAST columns and serves as `previous` when the WAL has no old row.

@@ -5,7 +5,7 @@
 // support, and writes one batch at a time (the caller's part: see `writeBatch`).
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
-import type { Entity, EventRow, TaskEvent } from '../events/events.ts'
+import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
 
 export const COLLECTIONS = {
   tasks: 'tasks',
@@ -77,9 +77,8 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
   async function applyRows(run: TaskEvent[]) {
     const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
     for (const event of run) {
-      const entity: Entity = event.type.startsWith('workspace.') ? 'workspace' : 'task'
-      const id = entity === 'task' ? event.taskId : event.workspaceId
-      if (id) latest.set(`${entity}:${id}`, { name: ENTITY_COLLECTION[entity], id, event })
+      const key = eventRowKey(event)
+      if (key) latest.set(`${key.entity}:${key.id}`, { name: ENTITY_COLLECTION[key.entity], id: key.id, event })
     }
     await Promise.all(
       (['tasks', 'workspaces'] as const).map(async (name) => {
