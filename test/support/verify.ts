@@ -49,8 +49,19 @@ type Wal2jsonChange = { action: string; xid?: number; nextlsn?: string; table?: 
 
 const ACTION_KIND: Record<string, ExpectedChange['kind']> = { I: 'insert', U: 'update', D: 'delete', T: 'truncate' }
 
-/** Every row change the slot holds, in commit order, with the event id the contract gives it. Peeks: the slot keeps them. */
+/**
+ * Every row change the slot holds, in commit order, with the event id the contract gives it. Peeks: the slot
+ * keeps them. Decoding reads only flushed WAL, and the test server commits asynchronously: what was committed
+ * before the call is waited for first.
+ */
 export async function expectedChanges(sql: postgres.Sql, slot = VERIFY_SLOT): Promise<ExpectedChange[]> {
+  const [{ committed }] = await sql<[{ committed: string }]>`select pg_current_wal_insert_lsn()::text as committed`
+  for (let waited = 0; ; waited += 50) {
+    const [{ flushed }] = await sql<[{ flushed: boolean }]>`select pg_current_wal_flush_lsn() >= ${committed}::pg_lsn as flushed`
+    if (flushed) break
+    if (waited > 10_000) throw new Error(`WAL not flushed to ${committed} after 10 s`)
+    await Bun.sleep(50)
+  }
   const changes: ExpectedChange[] = []
   let transaction: { hex: string; lsn: string; xid: number; ordinal: number } | null = null
   const rows = sql<{ data: string }[]>`
@@ -434,6 +445,8 @@ export type WorkloadOptions = {
   changes?: number
   /** Pace: row changes per second at most (default: as fast as the server takes them). */
   perSecond?: number
+  /** Awaited before each transaction with the changes written so far: lets a test hold the writer back. */
+  pace?(written: number): Promise<void>
   /** Rows of the next transaction. */
   transactionRows?: (random: () => number) => number
   /**
@@ -593,12 +606,12 @@ export function startWorkload(sql: postgres.Sql, options: WorkloadOptions): Work
   function deleteWorkspace(budget: number): { statement: Statement; changes: number } | null {
     if (workspaces.length < 4) return null
     const id = pick(workspaces)
-    const tasks = tasksOf.get(id)!
-    if (tasks.size + 1 > budget) return null
-    for (const task of [...tasks]) removeTask(task)
+    const tasks = [...tasksOf.get(id)!]
+    if (tasks.length + 1 > budget) return null
+    for (const task of tasks) removeTask(task)
     workspaces.splice(workspaces.indexOf(id), 1)
     tasksOf.delete(id)
-    return { statement: (tx) => tx`delete from workspaces where id = ${id}`, changes: tasks.size + 1 }
+    return { statement: (tx) => tx`delete from workspaces where id = ${id}`, changes: tasks.length + 1 }
   }
 
   /** The statements of one transaction of about `rows` row changes, and their exact number. */
@@ -661,6 +674,8 @@ export function startWorkload(sql: postgres.Sql, options: WorkloadOptions): Work
 
   const done = (async () => {
     while (!stopping && stats.changes < target) {
+      await options.pace?.(stats.changes)
+      if (stopping) break
       const { statements, changes } = planTransaction(Math.min(transactionRows(random), target - stats.changes))
       try {
         await sql.begin(async (tx) => {
