@@ -33,8 +33,9 @@ const KILLS = 10
 // the kills fall while it is being written.
 const WRITE_RATE = 2_000
 const AHEAD = 10_000
-// The moments: when the events published so far reach these shares of the workload (drawn, then sorted).
-// Two moments close together make a kill soon after a restart, while the connector replays.
+// The moments: when the slot's confirmed LSN passes the WAL position at which these shares of the workload
+// had been written (drawn, then sorted). So every run but the last gets somewhere before it is killed, and
+// two moments close together kill a connector right after its restart, while it replays.
 const MOMENTS = { from: 0.02, to: 0.95 }
 // The whole run's budget: the connector's pace on FerretDB decides most of it. Waits fail within it, with
 // the connector's log, rather than the hook's timeout cutting the run short without one.
@@ -48,7 +49,9 @@ type Kill = {
   writing: boolean
   /** What the killed process had confirmed, and the WAL position it still had to reach. */
   confirmedLsn: string
-  walLsn: string
+  walPosition: bigint
+  /** The position the slot had to confirm before the kill: where the moment's change was written. */
+  target: bigint
   signal: NodeJS.Signals | number | null
   restartMs: number
 }
@@ -74,6 +77,16 @@ beforeAll(async () => {
   }
 }, BUDGET_MS + 120_000)
 
+async function walPosition(): Promise<bigint> {
+  const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
+  return lsnValue(position)
+}
+
+async function confirmedPosition(): Promise<bigint> {
+  const [slot] = await stack.pg.sql<{ lsn: string }[]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = 'task_connector'`
+  return slot ? lsnValue(slot.lsn) : 0n
+}
+
 async function run() {
   deadline = performance.now() + BUDGET_MS
   console.error(`crash-safety: seed ${SEED} (TC_TEST_SEED=${SEED} repeats this run), ${CHANGES} changes, ${KILLS} kills`)
@@ -84,12 +97,14 @@ async function run() {
 
   const draw = mulberry32(SEED ^ 0x5bd1e995)
   const moments = Array.from({ length: KILLS }, () => Math.round((MOMENTS.from + draw() * (MOMENTS.to - MOMENTS.from)) * CHANGES)).sort((a, b) => a - b)
-  console.error(`crash-safety: kills when ${moments.join(', ')} events are published`)
+  console.error(`crash-safety: kills once what was written before change ${moments.join(', ')} is confirmed`)
+  const positions: bigint[] = []
   const workload = startWorkload(stack.pg.sql, {
     seed: SEED,
     changes: CHANGES,
     perSecond: WRITE_RATE,
     async pace(written) {
+      while (positions.length < KILLS && written >= moments[positions.length]!) positions.push(await walPosition())
       while (written - (await stack.pubsub.count(TOPIC)) > AHEAD) await Bun.sleep(100)
     },
   })
@@ -97,26 +112,23 @@ async function run() {
   workload.done.then(
     async () => {
       writing = false
-      const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
-      workloadEnd = lsnValue(position)
+      workloadEnd = await walPosition()
     },
     () => (writing = false),
   )
 
   for (const [kill, moment] of moments.entries()) {
-    await waitFor(`${moment} events published`, async () => (await stack.pubsub.count(TOPIC)) >= moment, remaining(), 50)
-    const [info, [{ position }]] = await Promise.all([
-      connector.info(),
-      stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`,
-    ])
+    await waitFor(`change ${moment} written`, () => positions.length > kill, remaining(), 50)
+    await waitFor(`change ${moment} confirmed`, async () => (await confirmedPosition()) >= positions[kill]!, remaining(), 50)
+    const [info, position] = await Promise.all([connector.info(), walPosition()])
     const written = workload.changes
     const wasWriting = writing
     await connector.kill('SIGKILL')
     const signal = connector.process.signalCode
     const startedAt = performance.now()
     connector = await startConnector(stack)
-    kills.push({ written, writing: wasWriting, confirmedLsn: info.confirmedLsn, walLsn: position, signal, restartMs: Math.round(performance.now() - startedAt) })
-    console.error(`crash-safety: kill ${kill + 1} at ${moment} published, ${written} changes written, confirmed ${info.confirmedLsn} of ${position}; streaming again after ${kills.at(-1)!.restartMs} ms`)
+    kills.push({ written, writing: wasWriting, confirmedLsn: info.confirmedLsn, walPosition: position, target: positions[kill]!, signal, restartMs: Math.round(performance.now() - startedAt) })
+    console.error(`crash-safety: kill ${kill + 1} past change ${moment}, ${written} changes written, confirmed ${info.confirmedLsn} of ${position.toString(16)}; streaming again after ${kills.at(-1)!.restartMs} ms`)
   }
 
   const stats = await workload.done
@@ -142,6 +154,8 @@ describe.if(SLOW_TESTS)(`extract-tasks killed ${KILLS} times during a ${CHANGES.
       expect(kill.signal).toBe('SIGKILL')
       // Killed while the workload was being written, or before the connector had confirmed all of it.
       expect(kill.writing || lsnValue(kill.confirmedLsn) < workloadEnd).toBe(true)
+      // And not before it had confirmed its share of the workload: each run got somewhere.
+      expect(lsnValue(kill.confirmedLsn)).toBeGreaterThanOrEqual(kill.target)
     }
     // Resumed from the checkpoint: the slot was created and the tables loaded once, by the first start only.
     const log = connector.log()

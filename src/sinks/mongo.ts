@@ -22,6 +22,9 @@ const DUPLICATE_KEY = 11000
 // and a command with 100 or more never ends: updates go in commands of at most this many.
 const MAX_UPDATES_PER_COMMAND = 50
 const LOOKUP_CONCURRENCY = 32
+// Rows whose stored lastEventId this process knows because it wrote it: their next event replaces them
+// directly. About 100 bytes each.
+const KNOWN_WRITES = 100_000
 
 export type Checkpoint = {
   slot: string
@@ -68,11 +71,25 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
   }
 
   /**
+   * The stored `lastEventId` of rows this process wrote, most recently written last. It never runs ahead of
+   * what is stored (it is set once a write succeeded), and only this process writes rows while it holds the
+   * slot; so a row newer than its entry here may be replaced without reading it first.
+   */
+  const lastWritten = new Map<string, string>()
+  function rememberWritten(name: string, id: string, eventId: string) {
+    const key = `${name}:${id}`
+    lastWritten.delete(key)
+    lastWritten.set(key, eventId)
+    if (lastWritten.size > KNOWN_WRITES) lastWritten.delete(lastWritten.keys().next().value!)
+  }
+
+  /**
    * Row writes of one run of events with no truncate inside: the last event of each row wins, and only
-   * where it is newer than the stored `lastEventId`. New rows are inserted; a duplicate key names a row
-   * that exists, whose stored event id is read and compared before it is replaced. Every filter is a
-   * plain `{ _id }`, the one shape every server answers from its index (FerretDB scans for any other);
-   * the read-compare-write is safe because batches are written one at a time by one connector.
+   * where it is newer than the stored `lastEventId`. A row this process wrote before is replaced at once
+   * (or left alone by a replay); any other is inserted, and a duplicate key names a row that exists, whose
+   * stored event id is read and compared before it is replaced. Every filter is a plain `{ _id }`, the one
+   * shape every server answers from its index (FerretDB scans for any other); the read-compare-write is
+   * safe because batches are written one at a time by one connector.
    */
   async function applyRows(run: TaskEvent[]) {
     const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
@@ -86,14 +103,23 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
         if (!rows.length) return
         const target = collection<StateDocument>(name)
         const documents = new Map(rows.map(({ id, event }) => [id, stateDocument(id, event)]))
-        const existing = await insertNew(target, [...documents.values()])
-        if (!existing.length) return
-        const stored = await findByIds(target, existing, { lastEventId: 1 })
-        const newer = existing.filter((id) => (stored.get(id)?.lastEventId ?? '') < documents.get(id)!.lastEventId)
-        for (let i = 0; i < newer.length; i += MAX_UPDATES_PER_COMMAND) {
-          const chunk = newer.slice(i, i + MAX_UPDATES_PER_COMMAND)
-          await target.bulkWrite(chunk.map((id) => ({ replaceOne: { filter: { _id: id }, replacement: documents.get(id)! } })), { ordered: false })
+        const replace: string[] = []
+        const unknown: StateDocument[] = []
+        for (const [id, document] of documents) {
+          const written = lastWritten.get(`${name}:${id}`)
+          if (written === undefined) unknown.push(document)
+          else if (written < document.lastEventId) replace.push(id)
         }
+        if (unknown.length) {
+          const existing = await insertNew(target, unknown)
+          const stored = await findByIds(target, existing, { lastEventId: 1 })
+          replace.push(...existing.filter((id) => (stored.get(id)?.lastEventId ?? '') < documents.get(id)!.lastEventId))
+        }
+        for (let i = 0; i < replace.length; i += MAX_UPDATES_PER_COMMAND) {
+          const chunk = replace.slice(i, i + MAX_UPDATES_PER_COMMAND)
+          await target.bulkWrite(chunk.map((id) => ({ replaceOne: { filter: { _id: id }, replacement: documents.get(id)!, upsert: true } })), { ordered: false })
+        }
+        for (const [id, document] of documents) rememberWritten(name, id, document.lastEventId)
       }),
     )
   }
@@ -130,6 +156,7 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
 
   /** Every live row whose last event is older than `eventId` becomes a tombstone (a truncate, or the end of a load). */
   async function tombstoneOlderThan(name: 'tasks' | 'workspaces', eventId: string) {
+    for (const key of lastWritten.keys()) if (key.startsWith(name + ':')) lastWritten.delete(key)
     await collection(name).updateMany({ lastEventId: { $lt: eventId }, deleted: { $ne: true } }, { $set: { deleted: true, lastEventId: eventId } })
   }
 
@@ -145,12 +172,16 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     },
 
     /**
-     * Makes a batch durable: its events in `task_events`, and the rows they leave in `tasks`/`workspaces`.
-     * Batches must be written one after the other: the row guard reads before it writes.
+     * Makes a batch durable: its events in `task_events`, then the rows they leave in `tasks`/`workspaces`.
+     * Batches must be written one after the other: the row guard reads before it writes. Rows come second
+     * so that a row never holds a state whose event is not stored: after a crash the replay finds every
+     * event up to a row's `lastEventId` in the history, and takes it from there rather than rebuilding it
+     * from a row that is already ahead of it.
      */
     async writeBatch(batch: TaskEvent[]) {
       if (!batch.length) return
-      await Promise.all([insertEvents(batch), applyState(batch)])
+      await insertEvents(batch)
+      await applyState(batch)
     },
 
     tombstoneOlderThan,
