@@ -75,17 +75,18 @@ export function createPipeline(options: PipelineOptions) {
   let inFlight = 0
   let slotFreed: (() => void) | null = null
   let stopping = false
-  const failing = new Set<SinkName>()
+  // Operations of each sink that failed and have not succeeded since: a sink is failing while any is.
+  const failing: Record<SinkName, number> = { mongo: 0, pubsub: 0 }
   const stats = { eventsTotal: 0, lastEventId: null as string | null }
 
   async function withRetry(sink: SinkName, work: () => Promise<void>) {
     for (let attempt = 1; ; attempt++) {
       try {
         await work()
-        if (failing.delete(sink)) log.info(`${sink} is back; resuming`)
+        if (attempt > 1 && --failing[sink] === 0) log.info(`${sink} is back; resuming`)
         return
       } catch (error) {
-        failing.add(sink)
+        if (attempt === 1) failing[sink]++
         const delay = Math.min(retryDelays.maxDelayMs, retryDelays.initialDelayMs * 2 ** Math.min(attempt - 1, 20)) * (0.5 + Math.random() / 2)
         log.warn(`${sink} write failed (${describe(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
         await Bun.sleep(delay)
@@ -236,7 +237,7 @@ export function createPipeline(options: PipelineOptions) {
     },
 
     get state() {
-      return { failingSinks: [...failing], inFlightBatches: inFlight, ...stats }
+      return { failingSinks: (Object.keys(failing) as SinkName[]).filter((sink) => failing[sink] > 0), inFlightBatches: inFlight, ...stats }
     },
   }
 }

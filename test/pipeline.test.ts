@@ -78,4 +78,31 @@ describe('pipeline', () => {
     await running
     expect(acknowledged.at(-1)).toBe(8)
   })
+
+  test('while a sink fails nothing is acknowledged and the sink is named until it succeeds again', async () => {
+    const { source, acknowledged } = fakeSource([
+      transaction(0x100n, [{ ...at, kind: 'insert', row: task('a', 'todo') }]),
+      transaction(0x200n, [{ ...at, kind: 'insert', row: task('b', 'todo') }]),
+    ])
+    const { mongo, waiting } = gatedMongo()
+    let down = true
+    let attempts = 0
+    const publisher = {
+      async publish() {
+        attempts++
+        if (down) throw new Error('UNAVAILABLE: emulator paused')
+      },
+    } as unknown as Publisher
+    const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, retry: { initialDelayMs: 1, maxDelayMs: 2 } })
+    const running = pipeline.run()
+    const releaseMongo = setInterval(() => waiting.shift()?.(), 1)
+    while (attempts < 5) await Bun.sleep(1)
+    expect(pipeline.state.failingSinks).toEqual(['pubsub'])
+    expect(acknowledged).toEqual([])
+    down = false
+    await running
+    clearInterval(releaseMongo)
+    expect(pipeline.state.failingSinks).toEqual([])
+    expect(acknowledged.at(-1)).toBe(6)
+  })
 })
