@@ -9,7 +9,7 @@
 
 import type { DecodedMessage, RowChange } from './decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from './events/events.ts'
-import { createRowStates } from './events/row-states.ts'
+import { type RowRef, createRowStates } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
 import type { Source } from './replication/source.ts'
@@ -135,20 +135,29 @@ export function createPipeline(options: PipelineOptions) {
     slotFreed = null
   }
 
-  /** Known state for the updates and deletes of these messages that the cache does not hold. */
-  async function loadKnownRows(messages: DecodedMessage[]) {
-    const wanted: Record<Entity, Set<string>> = { task: new Set(), workspace: new Set() }
+  /**
+   * Holds the state of every row these messages update or delete until the run is turned into events,
+   * reading from MongoDB those that are not in memory.
+   */
+  async function retainKnownRows(messages: DecodedMessage[]) {
+    const needed: RowRef[] = []
+    // A row inserted earlier in the run needs nothing from before it.
+    const inserted = new Set<string>()
     for (const message of messages) {
-      if (message.kind !== 'update' && message.kind !== 'delete') continue
-      const key = rowKey(message)
-      if (key && !rows.has(key.entity, key.id)) wanted[key.entity].add(key.id)
+      if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') continue
+      const key = rowKey(message)!
+      const name = `${key.entity}:${key.id}`
+      if (message.kind === 'insert') inserted.add(name)
+      else if (!inserted.has(name)) needed.push(key)
     }
+    const missing = rows.retain(needed)
     await Promise.all(
-      (Object.keys(wanted) as Entity[]).map(async (entity) => {
-        if (!wanted[entity].size) return
+      (['task', 'workspace'] as const).map(async (entity) => {
+        const ids = [...new Set(missing.filter((ref) => ref.entity === entity).map((ref) => ref.id))]
+        if (!ids.length) return
         let found = new Map<string, EventRow | null>()
-        await withRetry('mongo', async () => void (found = await mongo.knownRows(entity, [...wanted[entity]])))
-        for (const id of wanted[entity]) rows.load(entity, id, found.get(id) ?? null)
+        await withRetry('mongo', async () => void (found = await mongo.knownRows(entity, ids)))
+        for (const id of ids) rows.load(entity, id, found.get(id) ?? null)
       }),
     )
   }
@@ -164,7 +173,7 @@ export function createPipeline(options: PipelineOptions) {
 
   /** Turns a run of messages into batches and dispatches them. */
   async function consume(firstSeq: number, messages: DecodedMessage[]) {
-    await loadKnownRows(messages)
+    await retainKnownRows(messages)
     let stored = new Map<string, TaskEvent>()
     if (replayThrough) {
       const ids = replayCandidates(messages)
@@ -197,6 +206,7 @@ export function createPipeline(options: PipelineOptions) {
       if (batch.events.length >= maxBatchEvents) await send()
     }
     if (batch.lastSeq !== NO_MESSAGE) await send()
+    rows.endRun()
   }
 
   /** Ids the messages will produce that may already be stored (at or below what was stored before a restart). */

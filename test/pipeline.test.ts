@@ -18,12 +18,13 @@ function transaction(commitLsn: bigint, changes: DecodedMessage[]): DecodedMessa
   return [{ kind: 'begin', ...frame }, ...changes, { kind: 'commit', ...frame }]
 }
 
-/** A source that hands out the given deliveries, then ends. */
-function fakeSource(deliveries: DecodedMessage[][]) {
+/** A source that hands out the given deliveries, then ends; `oneByOne`: each once the one before is acknowledged. */
+function fakeSource(deliveries: DecodedMessage[][], { oneByOne = false } = {}) {
   let nextSeq = 1
   const acknowledged: number[] = []
   const source = {
     async read() {
+      while (oneByOne && nextSeq > 1 && acknowledged.at(-1) !== nextSeq - 1) await Bun.sleep(1)
       const messages = deliveries.shift() ?? []
       const delivery = { firstSeq: nextSeq, messages }
       nextSeq += messages.length
@@ -104,5 +105,29 @@ describe('pipeline', () => {
     clearInterval(releaseMongo)
     expect(pipeline.state.failingSinks).toEqual([])
     expect(acknowledged.at(-1)).toBe(6)
+  })
+
+  test('a row known at the start of a run keeps its state while the run brings in more rows than the cache holds', async () => {
+    const { source } = fakeSource(
+      [
+        transaction(0x100n, [{ ...at, kind: 'insert', row: task('a', 'todo') }]),
+        transaction(0x200n, [
+          ...['b', 'c', 'd'].map((id): DecodedMessage => ({ ...at, kind: 'insert', row: task(id, 'todo') })),
+          { ...at, kind: 'update', row: { ...task('a', 'done'), description: undefined as never }, identity: null, unchangedToast: ['description'] },
+        ]),
+      ],
+      { oneByOne: true },
+    )
+    const { mongo, waiting } = gatedMongo()
+    const published: TaskEvent[] = []
+    const publisher = { publish: async (events: TaskEvent[]) => void published.push(...events) } as unknown as Publisher
+    const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, rowCacheSize: 2 })
+    const running = pipeline.run()
+    const releaseMongo = setInterval(() => waiting.shift()?.(), 1)
+    await running
+    clearInterval(releaseMongo)
+    const update = published.at(-1)!
+    expect(update.previous).toMatchObject({ id: 'a', status: 'todo', description: 'long text' })
+    expect(update.transition).toEqual({ from: 'todo', to: 'done' })
   })
 })

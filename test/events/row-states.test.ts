@@ -3,19 +3,19 @@ import { createRowStates } from '../../src/events/row-states.ts'
 
 const a = { id: 'a', status: 'todo' }
 const b = { id: 'b', status: 'done' }
+const ref = (id: string) => ({ entity: 'task' as const, id })
 
 describe('row states', () => {
-  test('rows beyond the capacity are forgotten, least recently written first', () => {
+  test('rows beyond the capacity are forgotten, least recently written first, and then read back', () => {
     const rows = createRowStates(2)
     rows.load('task', 'a', a)
     rows.load('task', 'b', b)
     rows.set('task', 'a', a, 0)
-    rows.release(0, [{ entity: 'task', id: 'a' }])
+    rows.release(0, [ref('a')])
     rows.load('task', 'c', null)
-    expect(rows.has('task', 'a')).toBe(true)
-    expect(rows.has('task', 'b')).toBe(false)
-    expect(rows.has('task', 'c')).toBe(true)
-    expect(rows.size).toEqual({ recent: 2, pinned: 0 })
+    rows.endRun()
+    expect(rows.retain([ref('a'), ref('b'), ref('c')])).toEqual([ref('b')])
+    expect(rows.get('task', 'a')).toEqual(a)
   })
 
   test('a row written by a batch in flight is kept past the capacity until that batch is released', () => {
@@ -24,19 +24,33 @@ describe('row states', () => {
     rows.set('task', 'b', b, 1)
     rows.set('task', 'c', null, 1)
     expect(rows.get('task', 'a')).toEqual(a)
-    rows.release(0, [{ entity: 'task', id: 'a' }])
-    expect(rows.has('task', 'a')).toBe(false)
-    expect(rows.has('task', 'b')).toBe(true)
+    rows.release(0, [ref('a')])
+    expect(rows.retain([ref('a'), ref('b')])).toEqual([ref('a')])
   })
 
   test('a release by an earlier batch keeps the row pinned by a later one', () => {
     const rows = createRowStates(0)
     rows.set('task', 'a', a, 0)
     rows.set('task', 'a', { ...a, status: 'doing' }, 1)
-    rows.release(0, [{ entity: 'task', id: 'a' }])
+    rows.release(0, [ref('a')])
     expect(rows.get('task', 'a')).toEqual({ ...a, status: 'doing' })
-    rows.release(1, [{ entity: 'task', id: 'a' }])
-    expect(rows.size).toEqual({ recent: 0, pinned: 0 })
+    rows.release(1, [ref('a')])
+    expect(rows.size).toEqual({ recent: 0, retained: 0, pinned: 0 })
+  })
+
+  test('rows retained for a run outlive the capacity and their batches until the run ends, with their latest state', () => {
+    const rows = createRowStates(2)
+    rows.load('task', 'a', a)
+    expect(rows.retain([ref('a'), ref('b')])).toEqual([ref('b')])
+    rows.load('task', 'b', b)
+    rows.set('task', 'c', null, 0)
+    rows.set('task', 'd', null, 0)
+    rows.set('task', 'b', { ...b, status: 'todo' }, 0)
+    rows.release(0, [ref('c'), ref('d'), ref('b')])
+    expect(rows.get('task', 'a')).toEqual(a)
+    expect(rows.get('task', 'b')).toEqual({ ...b, status: 'todo' })
+    rows.endRun()
+    expect(rows.retain([ref('a')])).toEqual([ref('a')])
   })
 
   test('a truncate in flight makes every row of the entity known gone, and only that entity', () => {
@@ -47,11 +61,12 @@ describe('row states', () => {
     rows.truncate('task', 1)
     expect(rows.get('task', 'a')).toBeNull()
     expect(rows.get('task', 'b')).toBeNull()
-    expect(rows.has('task', 'never-seen')).toBe(true)
+    expect(rows.retain([ref('never-seen')])).toEqual([])
     expect(rows.get('workspace', 'w')).toEqual({ id: 'w' })
-    rows.release(0, [{ entity: 'task', id: 'a' }])
+    rows.release(0, [ref('a')])
     expect(rows.get('task', 'a')).toBeNull()
     rows.release(1, [])
-    expect(rows.has('task', 'never-seen')).toBe(false)
+    rows.endRun()
+    expect(rows.retain([ref('never-seen')])).toEqual([ref('never-seen')])
   })
 })
