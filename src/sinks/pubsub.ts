@@ -30,6 +30,12 @@ export type Publisher = ReturnType<typeof createPublisher>
 // Pub/Sub's limits for one Publish request: 1,000 messages and 10 MB, with room left for the envelope.
 const MAX_REQUEST_MESSAGES = 1_000
 const MAX_REQUEST_BYTES = 9 * 1024 * 1024
+// One Publish request's deadline. The client's own retries (for up to 10 minutes) are off: the pipeline
+// retries with backoff itself, so an outage shows in /info and the log within seconds instead of hiding in a
+// call that does not return. Its bundling is off too: requests are already sized, and it would hold small
+// ones back for 10 ms.
+const PUBLISH_DEADLINE_MS = 15_000
+const PUBLISH_CALL_OPTIONS = { timeout: PUBLISH_DEADLINE_MS, retry: null, isBundling: false }
 
 export function clientConfig(options: PublisherOptions): ClientConfig {
   if (options.emulatorHost)
@@ -75,7 +81,7 @@ export function createPublisher(options: PublisherOptions) {
     /** Publishes in as few requests as the limits allow, one after the other, in order. */
     async publish(events: TaskEvent[]) {
       const publisher = await publisherClient
-      for (const messages of requests(events)) await publisher.publish({ topic: topic.name, messages })
+      for (const messages of requests(events)) await publisher.publish({ topic: topic.name, messages }, PUBLISH_CALL_OPTIONS)
     },
 
     async close() {

@@ -5,6 +5,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { publishOrdered } from '../../scripts/pubsub-probe.ts'
+import type { TaskEvent } from '../../src/events/events.ts'
+import { createPublisher } from '../../src/sinks/pubsub.ts'
+import { waitFor } from '../support/ports.ts'
 import { type PublishedMessage, type PubSubEmulator, startPubSubEmulator } from '../support/pubsub.ts'
 import { tempDir } from '../support/server-process.ts'
 
@@ -74,6 +77,32 @@ describe('the Pub/Sub gRPC client on Bun', () => {
     },
     120_000,
   )
+})
+
+describe('our publisher', () => {
+  const event = (n: number): TaskEvent => ({
+    id: `0000000001000000-${n.toString(16).padStart(8, '0')}`, type: 'task.created', source: 'cdc', workspaceId: 'w', taskId: `t${n}`,
+    lsn: '0/1000000', xid: 1, commitTime: '2026-12-01T00:00:00.000Z', data: { id: `t${n}` }, previous: null,
+  })
+
+  test('a server that is down fails the publish at once, rather than retrying inside the call; it works once the server is back', async () => {
+    const publisher = createPublisher({ projectId: 'test-project', topic: 'outage', serviceAccountFile: '', createTopic: true, emulatorHost: emulator.host })
+    try {
+      await publisher.start()
+      await publisher.publish([event(1)])
+      await emulator.pause()
+      const startedAt = performance.now()
+      const failure = await publisher.publish([event(2)]).then(() => null, (error) => error)
+      expect({ failed: failure !== null, withinMs: performance.now() - startedAt < 5_000 }).toEqual({ failed: true, withinMs: true })
+      await emulator.resume()
+      // As the pipeline does: again until it succeeds (the channel reconnects after a backoff of its own).
+      await waitFor('a publish after the outage', () => publisher.publish([event(3)]).then(() => true, () => false), 30_000, 200)
+      expect((await emulator.messages('outage')).map((message) => message.attributes.eventId)).toEqual([event(1).id, event(3).id])
+    } finally {
+      await emulator.resume()
+      await publisher.close()
+    }
+  }, 60_000)
 })
 
 // A compiled binary that still reads node_modules at run time (protos JSON by __dirname) would pass
