@@ -61,10 +61,16 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
   }
 
+  // Events this sink read back from `task_events` (a replay republishes them): not inserted again, since a
+  // duplicate key costs FerretDB a transaction per document.
+  const readBack = new WeakSet<TaskEvent>()
+
   /** Events are immutable: a duplicate key means the event was stored before (a replay). */
   async function insertEvents(batch: TaskEvent[]) {
+    const fresh = batch.filter((event) => !readBack.has(event))
+    if (!fresh.length) return
     try {
-      await events.insertMany(batch.map(eventDocument) as (Document & { _id: string })[], { ordered: false })
+      await events.insertMany(fresh.map(eventDocument) as (Document & { _id: string })[], { ordered: false })
     } catch (error) {
       if (!duplicateIndexes(error)) throw error
     }
@@ -197,7 +203,11 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     /** Stored events by id, as they were first emitted: a replay publishes these rather than rebuilding them. */
     async storedEvents(ids: string[]): Promise<Map<string, TaskEvent>> {
       const found = new Map<string, TaskEvent>()
-      for (const [id, document] of await findByIds(events, ids)) found.set(id, eventFromDocument(document))
+      for (const [id, document] of await findByIds(events, ids)) {
+        const event = eventFromDocument(document)
+        readBack.add(event)
+        found.set(id, event)
+      }
       return found
     },
 
