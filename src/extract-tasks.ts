@@ -115,6 +115,8 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     eventsTotal: pipeline.state.eventsTotal,
     failingSinks: pipeline.state.failingSinks,
     replicationLatencyMs,
+    pendingChanges: source.pendingChanges,
+    readingPaused: source.readingPaused,
     ready: state() === 'streaming',
   })
 

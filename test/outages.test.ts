@@ -56,6 +56,8 @@ type Sample = {
   slot: bigint | null
   slotTime: number
   rssMb: number
+  /** The connector stopped reading: it holds as many changes as it may. */
+  readingPaused: boolean
 }
 
 type Run = {
@@ -129,6 +131,7 @@ async function sample(connector: Connector, slot: ReturnType<typeof watchSlot>, 
     slot: slotLsn,
     slotTime,
     rssMb: Math.round(rssMb(connector.process.pid)),
+    readingPaused: info.readingPaused,
   }
 }
 
@@ -266,6 +269,8 @@ function expectHeldWhileDown(run: Run, sink: 'pubsub' | 'mongo') {
   // The slot holds no more than the connector acknowledged.
   expect(last.slot).not.toBeNull()
   expect(last.slot!).toBeLessThanOrEqual(last.confirmed)
+  // The writes went on: the connector filled up what it may hold and stopped reading (backpressure).
+  expect(samples.some((s) => s.readingPaused)).toBe(true)
 
   expectFlatMemory(run)
 }

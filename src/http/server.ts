@@ -19,6 +19,12 @@ export type Status = {
   failingSinks: string[]
   /** Heartbeat round trip through the WAL, in ms; null before the first one returns. */
   replicationLatencyMs: number | null
+  /**
+   * Messages read from the slot and not yet durable and published, and whether reading is paused because
+   * they reached the limit (backpressure from a slow or failing sink).
+   */
+  pendingChanges: number
+  readingPaused: boolean
   ready: boolean
 }
 

@@ -274,6 +274,10 @@ export function openSource(options: SourceOptions) {
     get receivedLsn() {
       return stream?.receivedLsn ?? progress.flushLsn
     },
+    /** Reading from the socket is paused: the consumer holds as much as it may. */
+    get readingPaused() {
+      return paused
+    },
     get pendingChanges() {
       return progress.pendingChanges
     },

@@ -107,7 +107,10 @@ export async function startConnector(
 export async function waitCaughtUp(stack: Stack, connector: Connector, timeoutMs = 60_000) {
   const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
   const target = lsnValue(position)
-  await waitFor(`the connector to confirm ${position}`, async () => lsnValue((await connector.info()).confirmedLsn) >= target, timeoutMs, 200)
+  let info: Record<string, unknown> = {}
+  await waitFor(`the connector to confirm ${position}`, async () => lsnValue((info = await connector.info()).confirmedLsn as string) >= target, timeoutMs, 200).catch((error) => {
+    throw new Error(`${error.message}; /info said ${JSON.stringify(info)}`)
+  })
 }
 
 export function lsnValue(text: string): bigint {
