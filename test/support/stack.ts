@@ -14,6 +14,7 @@ export const TOPIC = 'taskTopic'
 /** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (README, "Memory"). */
 export const CONNECTOR_MEMORY_ENV = { BUN_JSC_forceRAMSize: String(128 * 1024 * 1024) }
 export const MONGO_DATABASE = 'task_connector'
+const STOP_GRACE_MS = 30_000
 
 export type Stack = {
   pg: PostgresServer
@@ -85,7 +86,12 @@ export async function startConnector(
     },
     async kill(signal = 'SIGTERM') {
       child.kill(signal)
-      return child.exited
+      // A connector that does not stop is killed, so that it holds up neither the run nor PostgreSQL's shutdown;
+      // its exit status then says it did not stop by itself.
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
+      const status = await child.exited
+      clearTimeout(timer)
+      return status
     },
   }
   let exited: Error | null = null
