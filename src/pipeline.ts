@@ -39,7 +39,8 @@ export type PipelineOptions = {
    * in flight; the rest is read from MongoDB.
    */
   rowCacheSize?: number
-  retry?: { initialDelayMs: number; maxDelayMs: number }
+  /** Backoff between attempts, and the first attempt's deadline (doubled on each retry). */
+  retry?: { initialDelayMs: number; maxDelayMs: number; attemptDeadlineMs: number }
   /** Called with each batch once it is durable and published, in order (the live HTTP stream listens here). */
   onDurable?(events: TaskEvent[]): void
   /** Called with every logical message of our prefix (the heartbeat's round trip ends here). */
@@ -50,7 +51,12 @@ const DEFAULT_MAX_BATCH_EVENTS = 1_000
 const DEFAULT_MAX_IN_FLIGHT = 4
 // Rows whose last state stays in memory: a few KB each, so about 20 MB at most; older rows are read back.
 const DEFAULT_ROW_CACHE = 10_000
-const DEFAULT_RETRY = { initialDelayMs: 200, maxDelayMs: 10_000 }
+// A sink call that neither answers nor fails (a connection that died without its socket saying so) would
+// hold the stream for good with nothing in /info: each attempt has a deadline, after which it counts as
+// failed and is made again. The deadline doubles on each retry (up to MAX_ATTEMPT_DEADLINE_MS), so that an
+// operation that is merely long, such as a truncate's tombstones over a large collection, still gets through.
+const DEFAULT_RETRY = { initialDelayMs: 200, maxDelayMs: 10_000, attemptDeadlineMs: 60_000 }
+const MAX_ATTEMPT_DEADLINE_MS = 30 * 60_000
 
 export type Pipeline = ReturnType<typeof createPipeline>
 
@@ -82,7 +88,7 @@ export function createPipeline(options: PipelineOptions) {
   async function withRetry(sink: SinkName, work: () => Promise<void>) {
     for (let attempt = 1; ; attempt++) {
       try {
-        await work()
+        await withDeadline(work(), Math.min(MAX_ATTEMPT_DEADLINE_MS, retryDelays.attemptDeadlineMs * 2 ** Math.min(attempt - 1, 20)))
         if (attempt > 1 && --failing[sink] === 0) log.info(`${sink} is back; resuming`)
         return
       } catch (error) {
@@ -96,8 +102,8 @@ export function createPipeline(options: PipelineOptions) {
 
   /**
    * Writes events to MongoDB and publishes them, each retried until it succeeds. Each sink takes batches
-   * one after the other (publishing in order keeps each ordering key in order; the MongoDB row guard reads
-   * before it writes), while the two sinks, and the next batch's preparation, overlap.
+   * one after the other (publishing in order keeps each ordering key in order; MongoDB never holds a row
+   * ahead of its history, see `writeBatch`), while the two sinks, and the next batch's preparation, overlap.
    */
   let written: Promise<void> = Promise.resolve()
   let published: Promise<void> = Promise.resolve()
@@ -256,6 +262,19 @@ function* rowsOf(events: TaskEvent[]) {
   for (const event of events) {
     const key = eventRowKey(event)
     if (key) yield key
+  }
+}
+
+/** The work's outcome, or a failure once `ms` have passed without one (the work itself goes on). */
+async function withDeadline(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${Math.round(ms / 1000)} s`)), ms)
+  })
+  try {
+    await Promise.race([work, deadline])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

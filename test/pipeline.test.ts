@@ -94,7 +94,7 @@ describe('pipeline', () => {
         if (down) throw new Error('UNAVAILABLE: emulator paused')
       },
     } as unknown as Publisher
-    const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, retry: { initialDelayMs: 1, maxDelayMs: 2 } })
+    const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, retry: { initialDelayMs: 1, maxDelayMs: 2, attemptDeadlineMs: 1_000 } })
     const running = pipeline.run()
     const releaseMongo = setInterval(() => waiting.shift()?.(), 1)
     while (attempts < 5) await Bun.sleep(1)
@@ -129,5 +129,25 @@ describe('pipeline', () => {
     const update = published.at(-1)!
     expect(update.previous).toMatchObject({ id: 'a', status: 'todo', description: 'long text' })
     expect(update.transition).toEqual({ from: 'todo', to: 'done' })
+  })
+
+  test('a sink call that never answers counts as failed at its deadline and is made again', async () => {
+    const { source, acknowledged } = fakeSource([transaction(0x100n, [{ ...at, kind: 'insert', row: task('a', 'todo') }])])
+    let writes = 0
+    const mongo = {
+      // The first write hangs for good, as on a connection that died without a word.
+      writeBatch: () => (++writes === 1 ? new Promise<void>(() => {}) : Promise.resolve()),
+      knownRows: async () => new Map(),
+      storedEvents: async () => new Map(),
+      highestEventId: async () => null,
+      writeCheckpoint: async () => {},
+    } as unknown as MongoSink
+    const publisher = { publish: async () => {} } as unknown as Publisher
+    const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, retry: { initialDelayMs: 1, maxDelayMs: 2, attemptDeadlineMs: 50 } })
+    const running = pipeline.run()
+    await Bun.sleep(20)
+    expect({ failing: pipeline.state.failingSinks, acknowledged }).toEqual({ failing: [], acknowledged: [] })
+    await running
+    expect({ writes, failing: pipeline.state.failingSinks, acknowledged: acknowledged.at(-1) }).toEqual({ writes: 2, failing: [], acknowledged: 3 })
   })
 })
