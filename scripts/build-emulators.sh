@@ -23,18 +23,16 @@ ferretdb_current() {
     [[ $(cat "$bin/ferretdb.patch" 2>/dev/null) == "$FERRETDB_PATCH" ]]
 }
 
-# FerretDB 1.24's SQLite backend creates the unique _id index on `_ferretdb_sjson->"_id"` but looks rows up
-# by `_ferretdb_sjson->'$._id'`: SQLite matches index expressions as written, so every update and every
-# {_id: …} query scanned the whole table (FerretDB issues #2340 and #3235). Spelling the lookup as the index
-# is spelt makes SQLite use the index; results are the same, only the plan changes. A stamp file beside
-# the binary lets the skip check tell a patched build from a stock one.
-FERRETDB_PATCH=id-index
-patch_ferretdb_id_column() {
-  local file=$1/internal/backends/sqlite/metadata/metadata.go
-  grep -q "IDColumn = DefaultColumn + \"->'\$._id'\"" "$file" || return 1
-  sed -i "s|IDColumn = DefaultColumn + \"->'\$._id'\"|IDColumn = DefaultColumn + \"->\\\\\"_id\\\\\"\"|" "$file"
-  grep -q 'IDColumn = DefaultColumn + "->\\"_id\\""' "$file"
-}
+# scripts/ferretdb-sqlite.patch changes how FerretDB 1.24's SQLite backend finds documents by _id; results
+# are the same, only the query plans change (FerretDB issues #2340 and #3235):
+# - it creates the unique _id index on `_ferretdb_sjson->"_id"` but looked rows up by
+#   `_ferretdb_sjson->'$._id'`; SQLite matches index expressions as written, so every {_id: …} query and
+#   update scanned the whole table. The lookup is now spelt as the index is.
+# - it used the index only for a filter of _id alone; a filter of _id and more (the connector's guarded
+#   replace, {_id, lastEventId: {$lt: …}}) scanned too. The _id condition now goes to SQLite whatever else
+#   the filter holds; FerretDB applies the whole filter to what comes back, as it always does.
+# The patch's checksum, stamped beside the binary, lets the skip check tell a build of this patch from others.
+FERRETDB_PATCH=$(sha256sum "$root/scripts/ferretdb-sqlite.patch" | cut -c1-16)
 
 # `go install …/cmd/ferretdb@version` builds a binary that panics at start: FerretDB embeds its version
 # from build/version/version.txt, which its release process generates and the module lacks, and the
@@ -48,7 +46,7 @@ build_ferretdb() {
   cp -R "$dir" "$tmp/src"
   chmod -R u+w "$tmp/src"
   echo "$FERRETDB_VERSION" >"$tmp/src/build/version/version.txt"
-  patch_ferretdb_id_column "$tmp/src"
+  (cd "$tmp/src" && git apply "$root/scripts/ferretdb-sqlite.patch")
   (cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -o "$bin/ferretdb" ./cmd/ferretdb)
   echo "$FERRETDB_PATCH" >"$bin/ferretdb.patch"
 }

@@ -1,8 +1,8 @@
 // MongoDB state (contract section 4): current rows in `tasks` and `workspaces`, the history in `task_events`,
 // progress in `checkpoints`. Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
-// Uses only single-document filters and unordered bulk writes, which MongoDB 6+ and FerretDB 1.24 both
-// support, and writes one batch at a time (the caller's part: see `writeBatch`).
+// Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
+// FerretDB 1.24 both support, and writes one batch at a time (the caller's part: see `writeBatch`).
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
@@ -91,11 +91,10 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
 
   /**
    * Row writes of one run of events with no truncate inside: the last event of each row wins, and only
-   * where it is newer than the stored `lastEventId`. A row this process wrote before is replaced at once
-   * (or left alone by a replay); any other is inserted, and a duplicate key names a row that exists, whose
-   * stored event id is read and compared before it is replaced. Every filter is a plain `{ _id }`, the one
-   * shape every server answers from its index (FerretDB scans for any other); the read-compare-write is
-   * safe because batches are written one at a time by one connector.
+   * where it is newer than the stored `lastEventId`. That guard is in each replace's filter,
+   * `{ _id, lastEventId: { $lt } }`, so the server applies it whatever else writes the row meanwhile (a
+   * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once;
+   * any other is inserted first, and a duplicate key names a row that exists and gets the guarded replace.
    */
   async function applyRows(run: TaskEvent[]) {
     const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
@@ -116,14 +115,13 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
           if (written === undefined) unknown.push(document)
           else if (written < document.lastEventId) replace.push(id)
         }
-        if (unknown.length) {
-          const existing = await insertNew(target, unknown)
-          const stored = await findByIds(target, existing, { lastEventId: 1 })
-          replace.push(...existing.filter((id) => (stored.get(id)?.lastEventId ?? '') < documents.get(id)!.lastEventId))
-        }
+        if (unknown.length) replace.push(...(await insertNew(target, unknown)))
         for (let i = 0; i < replace.length; i += MAX_UPDATES_PER_COMMAND) {
-          const chunk = replace.slice(i, i + MAX_UPDATES_PER_COMMAND)
-          await target.bulkWrite(chunk.map((id) => ({ replaceOne: { filter: { _id: id }, replacement: documents.get(id)!, upsert: true } })), { ordered: false })
+          const chunk = replace.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => documents.get(id)!)
+          await target.bulkWrite(
+            chunk.map((document) => ({ replaceOne: { filter: { _id: document._id, lastEventId: { $lt: document.lastEventId } }, replacement: document } })),
+            { ordered: false },
+          )
         }
         for (const [id, document] of documents) rememberWritten(name, id, document.lastEventId)
       }),
@@ -179,10 +177,9 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
 
     /**
      * Makes a batch durable: its events in `task_events`, then the rows they leave in `tasks`/`workspaces`.
-     * Batches must be written one after the other: the row guard reads before it writes. Rows come second
-     * so that a row never holds a state whose event is not stored: after a crash the replay finds every
-     * event up to a row's `lastEventId` in the history, and takes it from there rather than rebuilding it
-     * from a row that is already ahead of it.
+     * Rows come second, and batches must be written one after the other, so that a row never holds a state
+     * whose event is not stored: after a crash the replay finds every event up to a row's `lastEventId` in
+     * the history, and takes it from there rather than rebuilding it from a row that is already ahead.
      */
     async writeBatch(batch: TaskEvent[]) {
       if (!batch.length) return
@@ -233,12 +230,12 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
  * Documents by _id, one `{ _id }` query each, a bounded number at a time: unlike `$in`, that shape is
  * answered from the _id index by every server, so its cost does not grow with the collection.
  */
-async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[], projection?: Document): Promise<Map<string, T>> {
+async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[]): Promise<Map<string, T>> {
   const found = new Map<string, T>()
   for (let i = 0; i < ids.length; i += LOOKUP_CONCURRENCY)
     await Promise.all(
       ids.slice(i, i + LOOKUP_CONCURRENCY).map(async (id) => {
-        const document = await target.findOne({ _id: id } as Filter<T>, projection ? { projection } : {})
+        const document = await target.findOne({ _id: id } as Filter<T>)
         if (document) found.set(id, document as T)
       }),
     )

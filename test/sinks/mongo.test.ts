@@ -1,0 +1,68 @@
+// The MongoDB sink against a real server (FerretDB 1.24 on SQLite): a row never moves backwards, whoever
+// writes it and in whatever order the writes land; a replayed batch adds nothing.
+
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { MongoClient } from 'mongodb'
+import type { TaskEvent } from '../../src/events/events.ts'
+import { createMongoSink } from '../../src/sinks/mongo.ts'
+import { type FerretDb, startFerretDb } from '../support/ferretdb.ts'
+
+let ferret: FerretDb
+let client: MongoClient
+let database = 0
+
+beforeAll(async () => {
+  ferret = await startFerretDb()
+  client = new MongoClient(ferret.url)
+}, 120_000)
+afterAll(async () => {
+  await client?.close()
+  await ferret?.close()
+}, 120_000)
+
+const taskEvent = (commit: number, status: string): TaskEvent => ({
+  id: `${commit.toString(16).toUpperCase().padStart(16, '0')}-00000000`,
+  type: 'task.updated',
+  source: 'cdc',
+  workspaceId: 'w1',
+  taskId: 't1',
+  lsn: `0/${commit.toString(16).toUpperCase()}`,
+  xid: commit,
+  commitTime: '2026-12-01T00:00:00.000Z',
+  data: { id: 't1', workspaceId: 'w1', status, updatedAt: '2026-12-01T00:00:00.000Z' },
+  previous: null,
+})
+
+/** A sink on a database of its own; each sink is a connector process's worth of memory. */
+const freshSink = (name: string) => createMongoSink(client, name, new Set(['updatedAt']))
+
+describe('MongoDB sink', () => {
+  test('a later event replaces the row; an earlier one written afterwards, by this sink or another, leaves it alone', async () => {
+    const name = `sink_${database++}`
+    const sink = freshSink(name)
+    await sink.writeBatch([taskEvent(0x100, 'todo')])
+    await sink.writeBatch([taskEvent(0x300, 'done')])
+    await sink.writeBatch([taskEvent(0x200, 'in_progress')])
+    // A process that knows nothing of the row (a restart) …
+    await freshSink(name).writeBatch([taskEvent(0x200, 'in_progress')])
+    // … and one whose knowledge is out of date: it wrote 0x100 and believes the row is still there, while
+    // another write (0x400) came in between (a retry beside an attempt that was given up on but lands).
+    const stale = freshSink(name)
+    await stale.writeBatch([taskEvent(0x100, 'todo')])
+    await sink.writeBatch([taskEvent(0x400, 'done')])
+    await stale.writeBatch([taskEvent(0x200, 'in_progress')])
+    const row = await client.db(name).collection('tasks').findOne({ _id: 't1' as never })
+    expect(row).toMatchObject({ status: 'done', lastEventId: taskEvent(0x400, 'done').id, updatedAt: new Date('2026-12-01T00:00:00.000Z') })
+    expect(await client.db(name).collection('task_events').countDocuments()).toBe(4)
+  })
+
+  test('a batch written again, as a replay does, adds no event and changes no row', async () => {
+    const name = `sink_${database++}`
+    const batch = [taskEvent(0x100, 'todo'), { ...taskEvent(0x200, 'blocked'), taskId: 't2', data: { id: 't2', workspaceId: 'w1', status: 'blocked' } }]
+    await freshSink(name).writeBatch(batch)
+    const before = await client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()
+    await freshSink(name).writeBatch(batch)
+    expect(await client.db(name).collection('task_events').countDocuments()).toBe(2)
+    expect(await client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()).toEqual(before)
+  })
+})
