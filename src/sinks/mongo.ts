@@ -24,7 +24,7 @@ const MAX_UPDATES_PER_COMMAND = 50
 const LOOKUP_CONCURRENCY = 32
 // Rows whose stored lastEventId this process knows because it wrote it: their next event replaces them
 // directly. About 100 bytes each.
-const KNOWN_WRITES = 100_000
+const KNOWN_WRITES = 10_000
 
 export type Checkpoint = {
   slot: string
