@@ -49,8 +49,7 @@ export type PipelineOptions = {
 
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
 // Batches outstanding. Memory is bounded by what the source may hold (5,000 changes or 16 MB), not by this;
-// a small figure held small transactions back behind MongoDB's slower batches (p99 commit-to-publish at
-// 1,000 tx/s: 1,020 ms with 4, 145 ms with 16 on FerretDB; bench:pipeline).
+// room for several lets small transactions be published while MongoDB still writes earlier ones.
 const DEFAULT_MAX_IN_FLIGHT = 16
 // Rows whose last state stays in memory: a few KB each, so about 20 MB at most; older rows are read back.
 const DEFAULT_ROW_CACHE = 10_000
