@@ -22,8 +22,7 @@ const DUPLICATE_KEY = 11000
 // and a command with 100 or more never ends: updates go in commands of at most this many.
 const MAX_UPDATES_PER_COMMAND = 50
 const LOOKUP_CONCURRENCY = 32
-// Rows whose stored lastEventId this process knows because it wrote it: their next event replaces them
-// directly. About 100 bytes each.
+// Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
 const KNOWN_WRITES = 10_000
 
 export type Checkpoint = {
@@ -77,9 +76,9 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
   }
 
   /**
-   * The stored `lastEventId` of rows this process wrote, most recently written last. It never runs ahead of
-   * what is stored (it is set once a write succeeded), and only this process writes rows while it holds the
-   * slot; so a row newer than its entry here may be replaced without reading it first.
+   * The `lastEventId` of rows this process wrote, most recently written last (set once a write succeeded).
+   * Such a row exists, so its next event goes straight to the guarded replace without trying an insert
+   * first; an event at or below its entry is a replay and writes nothing.
    */
   const lastWritten = new Map<string, string>()
   function rememberWritten(name: string, id: string, eventId: string) {
