@@ -12,7 +12,7 @@ import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, TABLE
 import { type RowRef, createRowStates } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
-import type { Source } from './replication/source.ts'
+import { type Source, backoffDelay } from './replication/source.ts'
 import type { MongoSink } from './sinks/mongo.ts'
 import type { Publisher } from './sinks/pubsub.ts'
 
@@ -95,7 +95,7 @@ export function createPipeline(options: PipelineOptions) {
         return
       } catch (error) {
         if (attempt === 1) failing[sink]++
-        const delay = Math.min(retryDelays.maxDelayMs, retryDelays.initialDelayMs * 2 ** Math.min(attempt - 1, 20)) * (0.5 + Math.random() / 2)
+        const delay = backoffDelay(attempt, retryDelays.initialDelayMs, retryDelays.maxDelayMs)
         log.warn(`${sink} write failed (${describe(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
         await Bun.sleep(delay)
       }
