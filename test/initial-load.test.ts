@@ -64,7 +64,8 @@ test(`${EXISTING_TASKS.toLocaleString('en')} existing tasks are loaded; writes d
   await first.kill('SIGKILL')
   const [{ lsn: firstSlotLsn }] = await sql<[{ lsn: string }]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = 'task_connector'`
 
-  const second = await startConnector(stack, { until: 'streaming' })
+  // The second connector loads every task again before it streams: minutes on a slow host.
+  const second = await startConnector(stack, { until: 'streaming', timeoutMs: 900_000 })
   connectors.push(second)
   expect(second.log()).toContain('did not finish; dropping the slot to load again')
   const transactions = await writer.stop()

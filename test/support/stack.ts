@@ -50,10 +50,14 @@ export type Connector = {
   kill(signal?: NodeJS.Signals | number): Promise<number>
 }
 
-/** Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`). */
+/**
+ * Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`).
+ * `timeoutMs` covers an initial load when the connector streams only after one.
+ */
 export async function startConnector(
   stack: Stack,
-  { flags = [], env = {}, until = 'streaming' }: { flags?: string[]; env?: Record<string, string>; until?: 'answering' | 'streaming' } = {},
+  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000 }:
+    { flags?: string[]; env?: Record<string, string>; until?: 'answering' | 'streaming'; timeoutMs?: number } = {},
 ): Promise<Connector> {
   const port = await freePort()
   const child = Bun.spawn(
@@ -100,7 +104,7 @@ export async function startConnector(
     if (exited) return true
     const { state } = await connector.info()
     return until === 'answering' ? state !== undefined : state === 'streaming'
-  }, 120_000).then(() => {
+  }, timeoutMs).then(() => {
     if (exited) throw exited
   }).catch((error) => {
     child.kill('SIGKILL')
