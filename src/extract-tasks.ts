@@ -22,6 +22,13 @@ export const TRACKED_TABLES = ['workspaces', 'tasks']
 export const MESSAGE_PREFIX = 'task-connector'
 const TIMESTAMP_TYPES = new Set([1114, 1184])
 const LAG_POLL_MS = 5_000
+/**
+ * How long a stop waits for the batches in flight. Healthy sinks finish them in well under a second; with
+ * a sink down they would wait for it indefinitely. Stopping without them loses nothing (the slot is not
+ * confirmed past them; they are replayed on the next start), so the stop is bounded, under Kubernetes'
+ * default grace of 30 s. A second signal stops at once.
+ */
+export const STOP_GRACE_MS = 20_000
 
 export async function extractTasks(config: ExtractTasksConfig, log: Logger): Promise<void> {
   const startedAt = Date.now()
@@ -145,11 +152,19 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     }, LAG_POLL_MS),
   )
 
+  let abandonInFlight = () => {}
+  const abandoned = new Promise<void>((resolve) => (abandonInFlight = resolve))
+  const stopWithoutInFlight = (why: string) => {
+    log.warn(`${why}: stopping without the batches in flight (${pipeline.state.inFlightBatches}); the next start replays them`)
+    abandonInFlight()
+  }
   const stop = async (signal: string) => {
-    if (stopping) return
+    if (stopping) return stopWithoutInFlight(`${signal} again`)
     stopping = true
-    log.info(`${signal}: stopping after the batches in flight`)
+    log.info(`${signal}: stopping after the batches in flight (at most ${STOP_GRACE_MS / 1000} s)`)
+    const grace = setTimeout(() => stopWithoutInFlight(`not done in ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS)
     await pipeline.stop()
+    clearTimeout(grace)
     await source.stop()
   }
   const onSignal = (signal: NodeJS.Signals) => void stop(signal)
@@ -157,7 +172,8 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
   process.on('SIGINT', onSignal)
 
   try {
-    await pipeline.run()
+    // Abandoned work is left running: the program exits once this returns.
+    await Promise.race([pipeline.run(), abandoned])
   } finally {
     for (const timer of timers) clearInterval(timer)
     process.off('SIGTERM', onSignal)
