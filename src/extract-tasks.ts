@@ -80,12 +80,12 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     statusIntervalMs: config.statusIntervalMs,
     messagePrefix: MESSAGE_PREFIX,
     log: log.child({ component: 'replication' }),
-    async onSlotCreated(slot) {
+    async onSlotCreated(slot, stopRequested) {
       if (config.initialLoad === 'never') {
-        await mongo.writeCheckpoint({ slot: slot.name, lsn: formatLsn(slot.consistentPoint), initialLoad: 'done' })
+        await pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn: formatLsn(slot.consistentPoint), initialLoad: 'done' }))
         return
       }
-      await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliver, log })
+      await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliver, retryMongo: pipeline.retryMongo, log, stopRequested })
     },
   })
 

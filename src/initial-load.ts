@@ -23,8 +23,12 @@ export type InitialLoadOptions = {
   mongo: MongoSink
   /** Writes one page through both sinks, retrying until both succeeded. */
   deliver(events: TaskEvent[]): Promise<void>
+  /** Runs a MongoDB operation until it succeeds. */
+  retryMongo(work: () => Promise<void>): Promise<void>
   log: Logger
   pageSize?: number
+  /** Checked between pages: a stop ends the load there, and the next start loads again. */
+  stopRequested?: () => boolean
 }
 
 const DEFAULT_PAGE_SIZE = 1_000
@@ -35,11 +39,11 @@ const LOAD_ORDER: { table: 'workspaces' | 'tasks'; entity: Entity }[] = [
 ]
 
 export async function runInitialLoad(options: InitialLoadOptions): Promise<number> {
-  const { slot, mongo, log } = options
+  const { slot, mongo, log, retryMongo } = options
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
   const lsn = formatLsn(slot.consistentPoint)
   const startedAt = new Date().toISOString()
-  await mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'running' })
+  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'running' }))
   log.info(`initial load from snapshot ${slot.snapshotName} at ${lsn}`)
 
   // Text output in UTC and ISO, as the stream's walsender writes it.
@@ -70,6 +74,10 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
             }),
           )
           await options.deliver(events)
+          if (options.stopRequested?.()) {
+            log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
+            throw new Error('initial load stopped')
+          }
           after = page.at(-1)!.key
         }
       }
@@ -79,9 +87,9 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   }
   // Documents of rows that no longer exist, from an earlier slot's life, become tombstones.
   const firstLoaded = eventId(slot.consistentPoint, 0)
-  await mongo.tombstoneOlderThan('tasks', firstLoaded)
-  await mongo.tombstoneOlderThan('workspaces', firstLoaded)
-  await mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done' })
+  await retryMongo(() => mongo.tombstoneOlderThan('tasks', firstLoaded))
+  await retryMongo(() => mongo.tombstoneOlderThan('workspaces', firstLoaded))
+  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done' }))
   log.info(`initial load done: ${ordinal} rows`)
   return ordinal
 }

@@ -237,7 +237,7 @@ export function createPipeline(options: PipelineOptions) {
   return {
     /** Reads and dispatches until stopped; rejects when the source fails for good. */
     async run() {
-      replayThrough = (await mongo.highestEventId()) ?? ''
+      await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
       while (!stopping) {
         const { firstSeq, messages } = await source.read()
         if (!messages.length) break
@@ -247,6 +247,9 @@ export function createPipeline(options: PipelineOptions) {
     },
 
     deliver,
+
+    /** Runs a MongoDB operation until it succeeds, counted in `failingSinks` as the pipeline's own. */
+    retryMongo: (work: () => Promise<void>) => withRetry('mongo', work),
 
     /** Stops reading, lets the batches in flight finish, and leaves the source to be stopped. */
     async stop() {

@@ -1,18 +1,21 @@
-// Stopping extract-tasks (contract section 6: exit 0 on SIGTERM/SIGINT). With its sinks up it stops after
-// the batches in flight; with a sink down it does not wait for the sink: a second signal stops it at once,
-// one signal after STOP_GRACE_MS, and the next start delivers what was in flight.
+// Stopping extract-tasks (contract section 6: exit 0 on SIGTERM/SIGINT). An initial load stops at the end
+// of its page; with its sinks up it stops after the batches in flight; with a sink down it does not wait
+// for the sink: a second signal stops it at once, one signal after STOP_GRACE_MS. Each time the next start
+// delivers what was cut short.
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { STOP_GRACE_MS } from '../src/extract-tasks.ts'
 import { waitFor } from './support/ports.ts'
 import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
 import { stateDifference } from './support/verify.ts'
-import { createTask, createWorkspace } from './support/workspace.ts'
+import { createTask, createWorkspace, insertTasks } from './support/workspace.ts'
 
 /** The MongoDB driver gives a server up after 10 s; then /info names the sink. */
 const FAILING_SHOWN_WITHIN_MS = 30_000
 /** From the second signal to the exit: closing the connections, no waiting for the sink. */
 const PROMPT_EXIT_MS = 5_000
+/** Tasks present before the first start: a load of some seconds, stopped in its middle. */
+const LOADED_TASKS = 10_000
 
 let stack: Stack
 let workspaceId: string
@@ -57,6 +60,26 @@ async function expectDeliveredAfterRestart(taskId: string) {
   expect(difference.counts).toEqual({ missing: 0, different: 0, extra: 0, withoutTombstone: 0, wrongLastEvent: 0 })
   return connector
 }
+
+test('SIGTERM during the initial load: exit 0 at the end of a page, and the next start loads again', async () => {
+  await insertTasks(stack.pg.sql, workspaceId, LOADED_TASKS)
+  const connector = await startConnector(stack, { until: 'answering' })
+  connectors.push(connector)
+  await waitFor('the load to be under way', async () => {
+    const checkpoint = await stack.db.collection('checkpoints').findOne({ _id: 'task_connector' as any })
+    return checkpoint?.initialLoad === 'running' && (await stack.db.collection('tasks').estimatedDocumentCount()) > 0
+  }, 60_000, 200)
+  connector.process.kill('SIGTERM')
+  expect(await exitWithin(connector, PROMPT_EXIT_MS)).toBe(0)
+  expect(connector.log()).toMatch(/initial load stopped after \d+ rows; the next start loads again/)
+  expect(await stack.db.collection('tasks').estimatedDocumentCount()).toBeLessThan(LOADED_TASKS)
+
+  const next = await start()
+  expect(next.log()).toContain('did not finish; dropping the slot to load again')
+  const difference = await stateDifference(stack.pg.sql, stack.db, 'tasks', [])
+  expect(difference.counts).toEqual({ missing: 0, different: 0, extra: 0, withoutTombstone: 0, wrongLastEvent: 0 })
+  expect(await next.kill('SIGTERM')).toBe(0)
+}, 180_000)
 
 test('SIGTERM with the sinks up: exit 0 once what was in flight is delivered', async () => {
   const connector = await start()

@@ -32,9 +32,10 @@ export type SourceOptions = {
   messagePrefix?: string
   /**
    * Called when the slot had to be created, before streaming starts, while its exported snapshot is valid
-   * (the initial load runs here). The stream starts after it returns.
+   * (the initial load runs here). The stream starts after it returns. Work that `stopRequested` cuts short
+   * ends by throwing.
    */
-  onSlotCreated?(slot: CreatedSlot): Promise<void>
+  onSlotCreated?(slot: CreatedSlot, stopRequested: () => boolean): Promise<void>
   reconnect?: { initialDelayMs: number; maxDelayMs: number }
   log: Logger
 }
@@ -169,7 +170,7 @@ export function openSource(options: SourceOptions) {
         created = await createSlot(replication, options.slot)
         log.info(`created replication slot ${options.slot} at ${formatLsn(created.consistentPoint)}`)
         skipThrough = maxLsn(skipThrough, created.consistentPoint)
-        await options.onSlotCreated?.(created)
+        await options.onSlotCreated?.(created, () => stopRequested)
       }
 
       heldBegin = null
