@@ -29,6 +29,7 @@ const LAG_POLL_MS = 5_000
  * default grace of 30 s. A second signal stops at once.
  */
 export const STOP_GRACE_MS = 20_000
+const CLOSE_AFTER_GIVING_UP_MS = 2_000
 
 export async function extractTasks(config: ExtractTasksConfig, log: Logger): Promise<void> {
   const startedAt = Date.now()
@@ -152,36 +153,41 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     }, LAG_POLL_MS),
   )
 
-  let abandonInFlight = () => {}
-  const abandoned = new Promise<void>((resolve) => (abandonInFlight = resolve))
-  const stopWithoutInFlight = (why: string) => {
+  // A stop that takes longer than its grace, or a second signal, gives up on the work under way: the
+  // program exits once `extractTasks` returns, whatever is left running.
+  let grace: ReturnType<typeof setTimeout> | undefined
+  let giveUp = () => {}
+  const givenUp = new Promise<void>((resolve) => (giveUp = resolve))
+  const stopWithoutWaiting = (why: string) => {
     log.warn(`${why}: stopping without the batches in flight (${pipeline.state.inFlightBatches}); the next start replays them`)
-    abandonInFlight()
+    giveUp()
   }
-  const stop = async (signal: string) => {
-    if (stopping) return stopWithoutInFlight(`${signal} again`)
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return stopWithoutWaiting(`${signal} again`)
     stopping = true
     log.info(`${signal}: stopping after the batches in flight (at most ${STOP_GRACE_MS / 1000} s)`)
-    const grace = setTimeout(() => stopWithoutInFlight(`not done in ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS)
-    await pipeline.stop()
-    clearTimeout(grace)
-    await source.stop()
+    grace = setTimeout(() => stopWithoutWaiting(`not done in ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS)
+    // A failure here fails pipeline.run() too, which reports it.
+    pipeline.stop().then(() => source.stop()).catch(() => {})
   }
-  const onSignal = (signal: NodeJS.Signals) => void stop(signal)
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
 
   try {
-    // Abandoned work is left running: the program exits once this returns.
-    await Promise.race([pipeline.run(), abandoned])
+    await Promise.race([pipeline.run(), givenUp])
   } finally {
     for (const timer of timers) clearInterval(timer)
+    const closed = (async () => {
+      await source.stop()
+      await server.stop()
+      await publisher.close()
+      await mongoClient.close()
+    })()
+    // Once given up, closing does not wait for a server that does not answer either.
+    await Promise.race([closed, givenUp.then(() => Bun.sleep(CLOSE_AFTER_GIVING_UP_MS))])
+    clearTimeout(grace)
     process.off('SIGTERM', onSignal)
     process.off('SIGINT', onSignal)
-    await source.stop()
-    await server.stop()
-    await publisher.close()
-    await mongoClient.close()
     log.info(`stopped at ${formatLsn(source.confirmedLsn)}`)
   }
 }

@@ -103,6 +103,19 @@ test('MongoDB down: a second SIGTERM stops at once with exit 0, and the next sta
   await (await expectDeliveredAfterRestart(taskId)).kill()
 }, 180_000)
 
+test('PostgreSQL down: SIGTERM ends the wait before the next reconnect and exits 0 at once', async () => {
+  const connector = await start()
+  await stack.pg.pause()
+  try {
+    await waitFor(`a reconnect backoff of over ${PROMPT_EXIT_MS} ms`, () =>
+      [...connector.log().matchAll(/retrying in (\d+) ms/g)].some((match) => Number(match[1]) > PROMPT_EXIT_MS), 90_000, 50)
+    connector.process.kill('SIGTERM')
+    expect(await exitWithin(connector, PROMPT_EXIT_MS)).toBe(0)
+  } finally {
+    await stack.pg.resume()
+  }
+}, 180_000)
+
 test(`MongoDB down: one SIGTERM stops after ${STOP_GRACE_MS / 1000} s with exit 0, and the next start delivers what was held`, async () => {
   const connector = await start()
   const taskId = await taskHeldByMongoOutage(connector)

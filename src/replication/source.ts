@@ -81,6 +81,8 @@ export function openSource(options: SourceOptions) {
   let failure: Error | null = null
   let stopRequested = false
   let streamedOnce = false
+  // Ends the wait before the next reconnect attempt: a stop does not sit out the backoff.
+  let endBackoff = () => {}
 
   // Transaction framing: the begin is held back until its first change, so empty transactions (those
   // touching only untracked tables) are never handed out; their commit is confirmed after what is pending.
@@ -215,7 +217,13 @@ export function openSource(options: SourceOptions) {
         const delay = backoffDelay(attempt, reconnect.initialDelayMs, reconnect.maxDelayMs)
         log.warn(describeRetry(error, options.slot) + `; retrying in ${Math.round(delay)} ms`)
         state = 'reconnecting'
-        await Bun.sleep(delay)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay)
+          endBackoff = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
         continue
       }
       state = 'reconnecting'
@@ -260,6 +268,7 @@ export function openSource(options: SourceOptions) {
       stopRequested = true
       state = 'stopping'
       if (statusTimer) clearTimeout(statusTimer)
+      endBackoff()
       await stream?.end()
       wake?.()
       await running

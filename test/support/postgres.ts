@@ -26,6 +26,9 @@ export type PostgresServer = {
   /** Creates another database from the workspace schema and returns its name. */
   createDatabase(name: string): Promise<string>
   restart(): Promise<void>
+  /** Shuts the server down (fast), keeping its data and port for resume(). */
+  pause(): Promise<void>
+  resume(): Promise<void>
   stop(): Promise<void>
   log(): string
 }
@@ -109,9 +112,13 @@ export async function startPostgres(settings: PostgresSettings = {}): Promise<Po
       return name
     },
     async restart() {
-      await run([join(PG_BIN, 'pg_ctl'), '-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], 'pg_ctl stop')
-      await start()
+      await server.pause()
+      await server.resume()
     },
+    async pause() {
+      await run([join(PG_BIN, 'pg_ctl'), '-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], 'pg_ctl stop')
+    },
+    resume: () => start(),
     async stop() {
       live.delete(server)
       await sql.end({ timeout: 1 }).catch(() => {})
