@@ -23,10 +23,10 @@ export const MESSAGE_PREFIX = 'task-connector'
 const TIMESTAMP_TYPES = new Set([1114, 1184])
 const LAG_POLL_MS = 5_000
 /**
- * How long a stop waits for the batches in flight. Healthy sinks finish them in well under a second; with
- * a sink down they would wait for it indefinitely. Stopping without them loses nothing (the slot is not
- * confirmed past them; they are replayed on the next start), so the stop is bounded, under Kubernetes'
- * default grace of 30 s. A second signal stops at once.
+ * How long a stop may wait for the batches in flight (and the rest of the work under way). Healthy sinks
+ * finish them in well under a second; with a sink down they would wait for it indefinitely. Stopping
+ * without them loses nothing (the slot is not confirmed past them; they are replayed on the next start),
+ * so the stop is bounded, under Kubernetes' default grace of 30 s. A second signal stops at once.
  */
 export const STOP_GRACE_MS = 20_000
 const CLOSE_AFTER_GIVING_UP_MS = 2_000
