@@ -2,9 +2,8 @@
 // the slot's snapshot; writes during the load and a SIGKILL in its middle lose nothing.
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { waitFor } from './support/ports.ts'
-import { type Connector, type Stack, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { stateDifference } from './support/verify.ts'
+import { type Connector, type Stack, startConnector, startStack, waitCaughtUp, waitInitialLoadUnderWay } from './support/stack.ts'
+import { noStateDifference, stateDifference } from './support/verify.ts'
 import { createTask, createWorkspace, insertTasks } from './support/workspace.ts'
 
 // TC_INITIAL_LOAD_ROWS=20000 for a quick local run.
@@ -57,10 +56,7 @@ test(`${EXISTING_TASKS.toLocaleString('en')} existing tasks are loaded; writes d
 
   const first = await startConnector(stack, { until: 'answering' })
   connectors.push(first)
-  await waitFor('the first load to be under way', async () => {
-    const checkpoint = await stack.db.collection('checkpoints').findOne({ _id: 'task_connector' as any })
-    return checkpoint?.initialLoad === 'running' && (await stack.db.collection('tasks').estimatedDocumentCount()) >= KILL_AFTER_LOADED
-  }, 600_000, 500)
+  await waitInitialLoadUnderWay(stack, KILL_AFTER_LOADED, 600_000)
   await first.kill('SIGKILL')
   const [{ lsn: firstSlotLsn }] = await sql<[{ lsn: string }]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = 'task_connector'`
 
@@ -79,7 +75,7 @@ test(`${EXISTING_TASKS.toLocaleString('en')} existing tasks are loaded; writes d
 
   for (const table of ['tasks', 'workspaces'] as const) {
     const difference = await stateDifference(sql, stack.db, table, [])
-    expect(difference.counts).toEqual({ missing: 0, different: 0, extra: 0, withoutTombstone: 0, wrongLastEvent: 0 })
+    expect(difference).toEqual(noStateDifference(difference))
   }
   const loaded = await stack.db.collection('tasks').findOne({ _id: nullTask as any })
   expect(loaded).toMatchObject({ title: 'NULL', description: null, dueAt: null, assigneeId: null })

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { STOP_GRACE_MS } from '../src/extract-tasks.ts'
 import { waitFor } from './support/ports.ts'
-import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { stateDifference } from './support/verify.ts'
+import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp, waitInitialLoadUnderWay } from './support/stack.ts'
+import { noStateDifference, stateDifference } from './support/verify.ts'
 import { createTask, createWorkspace, insertTasks } from './support/workspace.ts'
 
 /** The MongoDB driver gives a server up after 10 s; then /info names the sink. */
@@ -30,8 +30,8 @@ afterAll(async () => {
   await stack?.stop()
 }, 120_000)
 
-async function start() {
-  const connector = await startConnector(stack)
+async function start(options?: Parameters<typeof startConnector>[1]) {
+  const connector = await startConnector(stack, options)
   connectors.push(connector)
   return connector
 }
@@ -57,18 +57,14 @@ async function expectDeliveredAfterRestart(taskId: string) {
   expect(await stack.db.collection('tasks').findOne({ _id: taskId as any })).toMatchObject({ title: 'written while MongoDB is down' })
   expect((await publishedEvents(stack)).filter((event) => event.taskId === taskId).map((event) => event.type)).toContain('task.created')
   const difference = await stateDifference(stack.pg.sql, stack.db, 'tasks', [])
-  expect(difference.counts).toEqual({ missing: 0, different: 0, extra: 0, withoutTombstone: 0, wrongLastEvent: 0 })
+  expect(difference).toEqual(noStateDifference(difference))
   return connector
 }
 
 test('SIGTERM during the initial load: exit 0 at the end of a page, and the next start loads again', async () => {
   await insertTasks(stack.pg.sql, workspaceId, LOADED_TASKS)
-  const connector = await startConnector(stack, { until: 'answering' })
-  connectors.push(connector)
-  await waitFor('the load to be under way', async () => {
-    const checkpoint = await stack.db.collection('checkpoints').findOne({ _id: 'task_connector' as any })
-    return checkpoint?.initialLoad === 'running' && (await stack.db.collection('tasks').estimatedDocumentCount()) > 0
-  }, 60_000, 200)
+  const connector = await start({ until: 'answering' })
+  await waitInitialLoadUnderWay(stack, 1, 60_000)
   connector.process.kill('SIGTERM')
   expect(await exitWithin(connector, PROMPT_EXIT_MS)).toBe(0)
   expect(connector.log()).toMatch(/initial load stopped after \d+ rows; the next start loads again/)
@@ -77,7 +73,7 @@ test('SIGTERM during the initial load: exit 0 at the end of a page, and the next
   const next = await start()
   expect(next.log()).toContain('did not finish; dropping the slot to load again')
   const difference = await stateDifference(stack.pg.sql, stack.db, 'tasks', [])
-  expect(difference.counts).toEqual({ missing: 0, different: 0, extra: 0, withoutTombstone: 0, wrongLastEvent: 0 })
+  expect(difference).toEqual(noStateDifference(difference))
   expect(await next.kill('SIGTERM')).toBe(0)
 }, 180_000)
 

@@ -123,6 +123,14 @@ export async function waitCaughtUp(stack: Stack, connector: Connector, timeoutMs
   })
 }
 
+/** Waits until the connector's initial load is under way and has stored at least `tasks` tasks. */
+export async function waitInitialLoadUnderWay(stack: Stack, tasks: number, timeoutMs: number) {
+  await waitFor(`an initial load under way with ${tasks} tasks stored`, async () => {
+    const checkpoint = await stack.db.collection('checkpoints').findOne({ _id: 'task_connector' as any })
+    return checkpoint?.initialLoad === 'running' && (await stack.db.collection('tasks').estimatedDocumentCount()) >= tasks
+  }, timeoutMs, 200)
+}
+
 export function lsnValue(text: string): bigint {
   const [high, low] = text.split('/')
   return (BigInt('0x' + high) << 32n) | BigInt('0x' + low)
