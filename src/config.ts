@@ -65,7 +65,8 @@ const MAX_IDENTIFIER_LENGTH = 63 // PostgreSQL's NAMEDATALEN - 1
 const MAX_MONGO_DB_NAME_LENGTH = 63
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 const MAX_INTERVAL_MS = 24 * UNIT_MS.h
-const CRON_MODE: CronMode = '5-or-6-parts'
+/** Five fields, or six with seconds first. */
+export const CRON_MODE: CronMode = '5-or-6-parts'
 const TRUE_WORDS = ['true', '1']
 const FALSE_WORDS = ['false', '0']
 
