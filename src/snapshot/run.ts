@@ -14,8 +14,8 @@ import { AbortedError } from './http.ts'
 import type { Page, WorkspaceApi } from './workspace-api.ts'
 
 // Pages published at once while the next is read: each task's ordering key appears once in a run, so the
-// order between pages does not matter, and four pages of 500 tasks are about 2 MB held.
-const MAX_PUBLISHES_IN_FLIGHT = 4
+// order between pages does not matter, and two pages of 500 tasks are about 1 MB held.
+const MAX_PUBLISHES_IN_FLIGHT = 2
 
 export type Outcome = 'completed' | 'failed' | 'aborted'
 
