@@ -1,13 +1,15 @@
 // Access tokens for the workspace API: the OAuth2 client-credentials grant (RFC 6749 4.4) against the
 // token endpoint, the client authenticated with client_secret_basic. Guarantees: a token is reused until
-// RENEW_BEFORE_EXPIRY_MS before it expires; callers asking at the same time share one request; an
+// RENEW_BEFORE_EXPIRY_MS before it expires (half its lifetime before, when it lives less than twice that);
+// callers asking at the same time share one request; an
 // OAuth2 error is one line with its `error` code, and the secret never appears in any message.
 
 import { decodeJwt } from 'jose'
 import type { Secret } from '../config.ts'
 import { fetchWithRetry } from './http.ts'
 
-// A token this close to its expiry is renewed before use: room for a slow page and clock skew.
+// A token this close to its expiry is renewed before use: room for a slow page and clock skew. A token that
+// lives less than twice this is renewed at half its lifetime, so that it is still used at all.
 const RENEW_BEFORE_EXPIRY_MS = 60_000
 // A token that states no lifetime at all (no expires_in, not a JWT with exp) is used for this long.
 const UNKNOWN_LIFETIME_MS = 5 * 60_000
@@ -72,7 +74,8 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     const body = (await response.json().catch(() => null)) as Record<string, unknown> | null
     if (!response.ok || typeof body?.access_token !== 'string') throw new TokenError(refusal(options, response.status, body))
     const issuedAt = now()
-    return { value: body.access_token, renewAt: issuedAt + lifetimeMs(body.access_token, body.expires_in, issuedAt) - RENEW_BEFORE_EXPIRY_MS }
+    const lifetime = lifetimeMs(body.access_token, body.expires_in, issuedAt)
+    return { value: body.access_token, renewAt: issuedAt + lifetime - Math.min(RENEW_BEFORE_EXPIRY_MS, lifetime / 2) }
   }
 
   return {

@@ -57,13 +57,18 @@ export function target(name: string) {
   return { topic: `${name}-${runs}`, database: `${name.replace(/\W/g, '_')}_${runs}` }
 }
 
-/** Starts `tag-connector start-job` against the stack; `flags` come after the defaults and can repeat them. */
-export function startJobProcess(stack: SnapshotStack, to: { topic: string; database: string }, flags: string[] = [], env: Record<string, string> = {}): JobProcess {
+/** Starts `tag-connector start-job` against the stack, as `client`, with `flags` after the defaults. */
+export function startJobProcess(
+  stack: SnapshotStack,
+  to: { topic: string; database: string },
+  flags: string[] = [],
+  { env = {}, client = CLIENT }: { env?: Record<string, string>; client?: typeof CLIENT } = {},
+): JobProcess {
   const child = Bun.spawn(
     [
       'bun', CLI, 'start-job',
       '--oidc', stack.oidc.tokenEndpoint, '--ws', stack.api.url,
-      '--client-id', CLIENT.clientId, '--client-secret', CLIENT.clientSecret,
+      '--client-id', client.clientId, '--client-secret', client.clientSecret,
       '--mongo-addr', stack.mongo.url, '--mongo-db', to.database,
       '--project-id', 'test-project', '--topic', to.topic, '--create-topic',
       '--log-format', 'json',
