@@ -2,7 +2,8 @@
 // the projection, a closing `snapshot.completed`, and the run's record in `snapshots` (contract sections 2
 // and 4). Guarantees: the record says `running` from the start and `completed` only once every event,
 // `snapshot.completed` last, was acknowledged; a run that stops early says `failed` or `aborted`. Pages are
-// published while the next ones are read, with at most MAX_PUBLISHES_IN_FLIGHT pages held.
+// published while the next ones are read, with at most MAX_PUBLISHES_IN_FLIGHT requests of PUBLISH_BATCH
+// events held.
 
 import type { Db } from 'mongodb'
 import { type Entity, type EventRow, type TaskEvent, snapshotEvent } from '../events/events.ts'
@@ -13,9 +14,12 @@ import { type Drift, createDriftCheck } from './drift.ts'
 import { AbortedError } from './http.ts'
 import type { Page, WorkspaceApi } from './workspace-api.ts'
 
-// Pages published at once while the next is read: each task's ordering key appears once in a run, so the
-// order between pages does not matter, and two pages of 500 tasks are about 1 MB held.
+// Requests published at once while the next pages are read: each task's ordering key appears once in a run,
+// so the order between requests does not matter, and two requests of 1,000 events are about 1.5 MB held.
 const MAX_PUBLISHES_IN_FLIGHT = 2
+// Pages are gathered into Publish requests of up to Pub/Sub's limit of 1,000 messages: against the emulator,
+// requests of 1,000 took half the time of one request per page of 200.
+const PUBLISH_BATCH = 1_000
 
 export type Outcome = 'completed' | 'failed' | 'aborted'
 
@@ -50,7 +54,13 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
       snapshotEvent(entity, data as EventRow, { id: snapshotEventId(snapshotId, ordinal++), source: 'snapshot', lsn: null, xid: null, commitTime: page.readAt.toISOString() }),
     )
 
-  async function publish(batch: TaskEvent[]) {
+  let pending: TaskEvent[] = []
+  async function publish(events: TaskEvent[], flush = false) {
+    pending.push(...events)
+    if (pending.length < PUBLISH_BATCH && !flush) return
+    const batch = pending
+    pending = []
+    if (!batch.length) return
     while (inFlight.size >= MAX_PUBLISHES_IN_FLIGHT) await Promise.race(inFlight)
     if (publishError) throw publishError
     const publishing = publisher.publish(batch).catch((error) => void (publishError ??= error))
@@ -59,6 +69,7 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
   }
 
   async function settlePublishes() {
+    await publish([], true)
     await Promise.all(inFlight)
     if (publishError) throw publishError
   }
@@ -84,7 +95,7 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
     await records.updateOne({ _id: snapshotId }, { $set: { finishedAt, outcome: 'completed', ...counts, drift: found } })
     return summary
   } catch (error) {
-    // Events already handed over are let finish, so the record's counts are what went out.
+    // Publishes already under way are let finish before the record is written.
     await Promise.allSettled(inFlight)
     const outcome: Outcome = error instanceof AbortedError || signal.aborted ? 'aborted' : 'failed'
     const message = outcome === 'aborted' ? undefined : (error as Error).message

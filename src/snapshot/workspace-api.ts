@@ -29,10 +29,10 @@ export type Page<T> = { nodes: T[]; readAt: Date }
 
 const UNAUTHORIZED = 401
 const PAGE_INFO = 'pageInfo { hasNextPage endCursor }'
-const WORKSPACES_QUERY = `query Workspaces($first: Int!, $after: String) {
+export const WORKSPACES_QUERY = `query Workspaces($first: Int!, $after: String) {
   workspaces(first: $first, after: $after) { nodes { id name createdAt updatedAt } ${PAGE_INFO} }
 }`
-const TASKS_QUERY = `query Tasks($workspaceId: ID!, $first: Int!, $after: String) {
+export const TASKS_QUERY = `query Tasks($workspaceId: ID!, $first: Int!, $after: String) {
   tasks(workspaceId: $workspaceId, first: $first, after: $after) {
     nodes { id workspaceId title description status priority assigneeId dueAt labels createdAt updatedAt }
     ${PAGE_INFO}
