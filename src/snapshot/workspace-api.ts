@@ -2,7 +2,7 @@
 // typed client over fetch, and the cursor pagination of workspaces and of each workspace's tasks.
 // Guarantees: every request carries a bearer token from the token source; a 401 gets one renewal and one
 // retry, never more; GraphQL `errors` fail with the operation and workspace named; pages come one at a
-// time, so memory holds one page whatever the number of tasks.
+// time (one more being read ahead), so memory holds two pages whatever the number of tasks.
 
 import { AbortedError, fetchWithRetry } from './http.ts'
 import type { TokenSource } from './token.ts'
@@ -81,16 +81,26 @@ export function createWorkspaceApi(options: WorkspaceApiOptions) {
     return body.data
   }
 
+  // The next page is asked for as soon as the current one arrives, so the API works on it while the caller
+  // publishes: one page ahead, never more.
   async function* pages<T>(fetchPage: (after: string | null) => Promise<Connection<T>>): AsyncGenerator<Page<T>> {
-    let after: string | null = null
-    for (;;) {
-      if (options.signal?.aborted) throw new AbortedError()
-      const connection = await fetchPage(after)
-      yield { nodes: connection.nodes, readAt: new Date() }
-      if (!connection.pageInfo.hasNextPage) return
-      // A next page without a cursor would read the first page again, for ever.
-      if (!connection.pageInfo.endCursor) throw new GraphqlError('the API says there is a next page but gives no endCursor')
-      after = connection.pageInfo.endCursor
+    let next: Promise<Connection<T>> | null = fetchPage(null)
+    try {
+      while (next) {
+        const connection: Connection<T> = await next
+        next = null
+        const readAt = new Date()
+        if (connection.pageInfo.hasNextPage) {
+          // A next page without a cursor would read the first page again, for ever.
+          if (!connection.pageInfo.endCursor) throw new GraphqlError('the API says there is a next page but gives no endCursor')
+          if (options.signal?.aborted) throw new AbortedError()
+          next = fetchPage(connection.pageInfo.endCursor)
+        }
+        yield { nodes: connection.nodes, readAt }
+      }
+    } finally {
+      // A caller that stops early leaves the page ahead unread; its failure, if any, is nobody's.
+      next?.catch(() => {})
     }
   }
 

@@ -3,7 +3,7 @@
 // no drift), stale (status or updatedAt differ), with counts and example ids, in the event and the record.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { published, type SnapshotStack, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
+import { published, RUN_MS, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 import { type ApiTask, taskAt } from '../support/workspace-api.ts'
 
 const WORKSPACES = 3
@@ -26,7 +26,7 @@ describe('drift', () => {
   let stack: SnapshotStack
   beforeAll(async () => {
     stack = await startSnapshotStack({ workspaces: WORKSPACES, tasksPerWorkspace: TASKS_PER_WORKSPACE })
-  })
+  }, STACK_START_MS)
   afterAll(() => stack.stop())
 
   test('missing, extra and stale found exactly against the tasks collection', async () => {
@@ -70,7 +70,7 @@ describe('drift', () => {
 
     const record = await stack.mongoClient.db(to.database).collection('snapshots').findOne({ _id: completed.data.snapshotId })
     expect(record!.drift).toEqual(drift)
-  })
+  }, RUN_MS)
 
   test('at most 100 example ids of each kind', async () => {
     const to = target('drift-examples')
@@ -80,5 +80,5 @@ describe('drift', () => {
     expect(drift.missing).toBe(WORKSPACES * TASKS_PER_WORKSPACE)
     expect(drift.examples.missing).toHaveLength(100)
     expect(new Set(drift.examples.missing).size).toBe(100)
-  })
+  }, RUN_MS)
 })

@@ -26,5 +26,5 @@ describe('start-job flags', () => {
     expect(exitCode).toBe(2)
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(line)
-  })
+  }, 30_000)
 })

@@ -3,7 +3,7 @@
 // closing snapshot.completed, the run's record in `snapshots`, and memory that does not grow with the data.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { logLines, published, type SnapshotStack, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
+import { logLines, published, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 import { taskAt, workspaceAt } from '../support/workspace-api.ts'
 
 const WORKSPACES = 20
@@ -21,7 +21,7 @@ describe('start-job --once', () => {
   let stack: SnapshotStack
   beforeAll(async () => {
     stack = await startSnapshotStack({ workspaces: WORKSPACES, tasksPerWorkspace: TASKS_PER_WORKSPACE })
-  })
+  }, STACK_START_MS)
   afterAll(() => stack.stop())
 
   test(`publishes each of ${TASKS} tasks once with the API's values, then snapshot.completed, and records the run`, async () => {

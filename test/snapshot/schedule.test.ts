@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { waitFor } from '../support/ports.ts'
-import { logLines, type SnapshotStack, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
+import { logLines, RUN_MS, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 
 const EVERY_2_SECONDS = '*/2 * * * * *'
 // One workspace page and two task pages at 1.7 s each: a run of about 5 s.
@@ -15,7 +15,7 @@ describe('start-job --schedule', () => {
   beforeAll(async () => {
     stack = await startSnapshotStack({ workspaces: 2, tasksPerWorkspace: 6 })
     stack.api.faults.delayMs = PAGE_DELAY_MS
-  })
+  }, STACK_START_MS)
   afterAll(() => stack.stop())
 
   const records = (database: string) => stack.mongoClient.db(database).collection('snapshots').find().sort({ startedAt: 1 }).toArray()
@@ -50,7 +50,7 @@ describe('start-job --schedule', () => {
     const { exitCode } = await job.done
     expect(exitCode).toBe(0)
     expect(Date.now() - signalled).toBeLessThan(2_000)
-  })
+  }, RUN_MS)
 
   test('--once and SIGTERM mid-run: exit 0, the record says aborted', async () => {
     const to = target('once-aborted')
@@ -61,5 +61,5 @@ describe('start-job --schedule', () => {
     expect(exitCode).toBe(0)
     expect(await records(to.database)).toMatchObject([{ outcome: 'aborted', finishedAt: expect.any(Date) }])
     expect(JSON.parse(stdout)).toMatchObject({ outcome: 'aborted' })
-  })
+  }, RUN_MS)
 })

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { retryAfterMs } from '../../src/snapshot/http.ts'
-import { CLIENT, logLines, published, type SnapshotStack, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
+import { CLIENT, logLines, published, RUN_MS, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 
 const WORKSPACES = 2
 const TASKS_PER_WORKSPACE = 6
@@ -15,7 +15,7 @@ describe('start-job and the workspace API', () => {
   let stack: SnapshotStack
   beforeAll(async () => {
     stack = await startSnapshotStack({ workspaces: WORKSPACES, tasksPerWorkspace: TASKS_PER_WORKSPACE, accessTokenTtlSeconds: TOKEN_TTL_SECONDS })
-  })
+  }, STACK_START_MS)
   afterAll(() => stack.stop())
 
   /** Runs --once and gives its result and the API requests it made. */
@@ -52,7 +52,7 @@ describe('start-job and the workspace API', () => {
     expect(requests.map((request) => request.status)).toEqual([401, ...Array(requests.length - 1).fill(200)])
     expect(requests[1]!.token).not.toBe(requests[0]!.token)
     await expectComplete(to)
-  })
+  }, RUN_MS)
 
   test('a 401 after the renewal fails the run instead of looping', async () => {
     stack.api.faults.unauthorized(2)
@@ -60,7 +60,7 @@ describe('start-job and the workspace API', () => {
     expect(run.exitCode).toBe(1)
     expect(requests.map((request) => request.status)).toEqual([401, 401])
     expect(run.stderr.trim().split('\n').at(-1)).toMatch(/^tag-connector: snapshot [0-9A-F]{16} failed: GraphQL Workspaces: the API refused a freshly issued token \(401\)$/)
-  })
+  }, RUN_MS)
 
   test('wrong credentials: exit 1, one line with the OAuth2 error, the secret nowhere', async () => {
     const wrong = { clientId: CLIENT.clientId, clientSecret: 'Wr0ng-secret-value-xyz' }
@@ -76,7 +76,7 @@ describe('start-job and the workspace API', () => {
     const [record] = await stack.mongoClient.db(to.database).collection('snapshots').find().toArray()
     expect(record).toMatchObject({ outcome: 'failed', tasks: 0 })
     expect(record!.error).toContain('invalid_client')
-  })
+  }, RUN_MS)
 
   test('503s and a 429 with Retry-After are retried and the run completes', async () => {
     stack.api.faults.fail(3, 503)
@@ -93,7 +93,7 @@ describe('start-job and the workspace API', () => {
     expect(next!.at - refused!.at).toBeGreaterThanOrEqual(1_900)
     expect(logLines(limited.run.stderr).some((line) => line.level === 'warn' && /retrying in 2000 ms: HTTP 429/.test(line.msg))).toBe(true)
     await expectComplete(limited.to)
-  })
+  }, RUN_MS)
 
   test('Retry-After counts in seconds or as an HTTP date', () => {
     const now = Date.UTC(2026, 0, 1)

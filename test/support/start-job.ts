@@ -14,6 +14,10 @@ import { type WorkspaceApi, startWorkspaceApi } from './workspace-api.ts'
 const CLI = join(import.meta.dir, '../../src/cli.ts')
 export const CLIENT = { clientId: 'snapshots', clientSecret: 'Zq8-very-secret-value' }
 const RSS_POLL_MS = 100
+// Budgets of the tests that use this (bun's default of 5 s is too short for a child process on a busy host):
+// starting the four servers, and one short run of start-job.
+export const STACK_START_MS = 120_000
+export const RUN_MS = 60_000
 const KILL_AFTER_MS = 300_000
 
 export type SnapshotStack = {
