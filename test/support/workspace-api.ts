@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { buildSchema } from 'graphql'
 import { createHandler } from 'graphql-http/lib/use/fetch'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
+import type { Task as ApiTask, Workspace as ApiWorkspace } from '../../src/snapshot/workspace-api.ts'
 import type { OidcIssuer } from './oidc.ts'
 
 export const WORKSPACE_API_SCHEMA = readFileSync(join(import.meta.dir, '../fixtures/workspace-api.graphql'), 'utf8')
@@ -16,20 +17,8 @@ const MAX_FIRST = 500 // the schema's comment: `first` is at most 500
 const STATUSES = ['todo', 'in_progress', 'blocked', 'done', 'cancelled']
 const EPOCH_MS = Date.UTC(2026, 0, 1)
 
-export type ApiWorkspace = { id: string; name: string; createdAt: string; updatedAt: string }
-export type ApiTask = {
-  id: string
-  workspaceId: string
-  title: string
-  description: string | null
-  status: string
-  priority: number
-  assigneeId: string | null
-  dueAt: string | null
-  labels: string[]
-  createdAt: string
-  updatedAt: string
-}
+// The API's objects are exactly what start-job's client reads.
+export type { ApiTask, ApiWorkspace }
 
 const hex = (value: number, digits: number) => value.toString(16).padStart(digits, '0')
 const iso = (ms: number) => new Date(ms).toISOString()
