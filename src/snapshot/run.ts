@@ -49,10 +49,10 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
 
   await records.insertOne({ _id: snapshotId, startedAt, finishedAt: null, outcome: 'running', ...counts, drift: null })
 
-  const events = <T extends object>(entity: Entity, page: Page<T>): TaskEvent[] =>
-    page.nodes.map((data) =>
-      snapshotEvent(entity, data as EventRow, { id: snapshotEventId(snapshotId, ordinal++), source: 'snapshot', lsn: null, xid: null, commitTime: page.readAt.toISOString() }),
-    )
+  const events = <T extends object>(entity: Entity, page: Page<T>): TaskEvent[] => {
+    const commitTime = page.readAt.toISOString()
+    return page.nodes.map((data) => snapshotEvent(entity, data as EventRow, { id: snapshotEventId(snapshotId, ordinal++), source: 'snapshot', lsn: null, xid: null, commitTime }))
+  }
 
   let pending: TaskEvent[] = []
   async function publish(events: TaskEvent[], flush = false) {
