@@ -1,9 +1,11 @@
 // start-job against a workspace API having a bad day, with 5-second access tokens: tokens renewed in time
 // over a longer run, a revoked token answered by one renewal and a retry, wrong credentials failing the
-// run in one line without the secret, and 503s and 429s (with Retry-After) ridden out by retries.
+// run in one line without the secret, 503s and 429s (with Retry-After) ridden out by retries, and GraphQL
+// errors failing the run with the operation and workspace named.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { retryAfterMs } from '../../src/snapshot/http.ts'
+import { workspaceAt } from '../support/workspace-api.ts'
 import { CLIENT, logLines, published, RUN_MS, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 
 const WORKSPACES = 2
@@ -93,6 +95,18 @@ describe('start-job and the workspace API', () => {
     expect(next!.at - refused!.at).toBeGreaterThanOrEqual(1_900)
     expect(logLines(limited.run.stderr).some((line) => line.level === 'warn' && /retrying in 2000 ms: HTTP 429/.test(line.msg))).toBe(true)
     await expectComplete(limited.to)
+  }, RUN_MS)
+
+  test('GraphQL errors fail the run, naming the operation and the workspace', async () => {
+    const broken = workspaceAt(1).id
+    stack.api.faults.failingWorkspace = broken
+    const { to, run } = await once('graphql-error').finally(() => (stack.api.faults.failingWorkspace = null))
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr.trim().split('\n').at(-1)).toMatch(
+      new RegExp(`^tag-connector: snapshot [0-9A-F]{16} failed: GraphQL Tasks of workspace ${broken}: workspace ${broken} is being migrated$`),
+    )
+    const [record] = await stack.mongoClient.db(to.database).collection('snapshots').find().toArray()
+    expect(record).toMatchObject({ outcome: 'failed', workspaces: WORKSPACES, tasks: TASKS_PER_WORKSPACE, drift: null })
   }, RUN_MS)
 
   test('Retry-After counts in seconds or as an HTTP date', () => {

@@ -2,7 +2,7 @@
 // test/fixtures/workspace-api.graphql (the contract's schema), bearer JWTs checked against an OIDC
 // issuer's JWKS with jose. Its data is computed from indexes, never stored, so 100,000 tasks cost no
 // memory and a test knows every value (`workspaceAt`, `taskAt`). Knobs inject what a real API does on a
-// bad day: 503/429 with Retry-After, a 401 for a valid token, slow pages.
+// bad day: 503/429 with Retry-After, a 401 for a valid token, slow pages, a GraphQL error.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -59,6 +59,8 @@ export type Faults = {
   unauthorized(n: number): void
   /** Every answer waits this long first (0 to stop). */
   delayMs: number
+  /** The tasks of this workspace answer a GraphQL error (null to stop). */
+  failingWorkspace: string | null
 }
 
 export type WorkspaceApi = {
@@ -88,6 +90,7 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
   const rootValue = {
     workspaces: ({ first, after }: { first: number; after?: string }) => page(options.workspaces, first, after, workspaceAt),
     tasks: ({ workspaceId, first, after }: { workspaceId: string; first: number; after?: string }) => {
+      if (workspaceId === faults.failingWorkspace) throw new Error(`workspace ${workspaceId} is being migrated`)
       const w = workspaceIndex(workspaceId)
       const total = w !== null && w < options.workspaces ? options.tasksPerWorkspace : 0
       return page(total, first, after, (t) => taskAt(w!, t))
@@ -129,6 +132,7 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
       revoked = n
     },
     delayMs: 0,
+    failingWorkspace: null,
   }
 
   return {
