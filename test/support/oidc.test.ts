@@ -12,7 +12,7 @@ describe('startOidcIssuer', () => {
   let issuer: OidcIssuer
   beforeAll(async () => {
     issuer = await startOidcIssuer({ clients: [client], accessTokenTtlSeconds: 7, audience: 'api' })
-  })
+  }, 30_000)
   afterAll(() => issuer.stop())
 
   test('issues JWTs for the client that verify against its JWKS', async () => {
