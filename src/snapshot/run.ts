@@ -55,8 +55,8 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
   }
 
   let pending: TaskEvent[] = []
-  async function publish(events: TaskEvent[], flush = false) {
-    pending.push(...events)
+  async function publish(more: TaskEvent[], flush = false) {
+    pending.push(...more)
     if (pending.length < PUBLISH_BATCH && !flush) return
     const batch = pending
     pending = []
