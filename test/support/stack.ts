@@ -4,7 +4,7 @@
 
 import { join } from 'node:path'
 import { MongoClient } from 'mongodb'
-import { type FerretDb, startFerretDb } from './ferretdb.ts'
+import { type FerretDb, type FerretDbBackend, startFerretDb } from './ferretdb.ts'
 import { freePort, waitFor } from './ports.ts'
 import { type PostgresServer, type PostgresSettings, startPostgres } from './postgres.ts'
 import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
@@ -25,8 +25,8 @@ export type Stack = {
   stop(): Promise<void>
 }
 
-export async function startStack(settings: PostgresSettings = {}): Promise<Stack> {
-  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb(), startPubSubEmulator()])
+export async function startStack(settings: PostgresSettings = {}, { ferretDbBackend }: { ferretDbBackend?: FerretDbBackend } = {}): Promise<Stack> {
+  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb({ backend: ferretDbBackend }), startPubSubEmulator()])
   const mongoClient = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 30_000 })
   return {
     pg,
@@ -51,13 +51,14 @@ export type Connector = {
 }
 
 /**
- * Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`).
+ * Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`:
+ * once it answers at all, or at once when spawned).
  * `timeoutMs` covers an initial load when the connector streams only after one.
  */
 export async function startConnector(
   stack: Stack,
   { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000 }:
-    { flags?: string[]; env?: Record<string, string>; until?: 'answering' | 'streaming'; timeoutMs?: number } = {},
+    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number } = {},
 ): Promise<Connector> {
   const port = await freePort()
   const child = Bun.spawn(
@@ -98,6 +99,7 @@ export async function startConnector(
       return status
     },
   }
+  if (until === 'spawned') return connector
   let exited: Error | null = null
   await waitFor(`the connector to be ${until}`, async () => {
     if (child.exitCode !== null) exited ??= new Error(`connector exited with ${child.exitCode}`)
