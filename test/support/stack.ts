@@ -4,7 +4,7 @@
 
 import { join, resolve } from 'node:path'
 import { MongoClient } from 'mongodb'
-import { type FerretDb, type FerretDbBackend, startFerretDb } from './ferretdb.ts'
+import { type FerretDb, type FerretDbOptions, startFerretDb } from './ferretdb.ts'
 import { freePort, waitFor } from './ports.ts'
 import { type PostgresServer, type PostgresSettings, startPostgres } from './postgres.ts'
 import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
@@ -29,8 +29,8 @@ export type Stack = {
   stop(): Promise<void>
 }
 
-export async function startStack(settings: PostgresSettings = {}, { ferretDbBackend }: { ferretDbBackend?: FerretDbBackend } = {}): Promise<Stack> {
-  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb({ backend: ferretDbBackend }), startPubSubEmulator()])
+export async function startStack(settings: PostgresSettings = {}, ferretDb: FerretDbOptions = {}): Promise<Stack> {
+  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb(ferretDb), startPubSubEmulator()])
   const mongoClient = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 30_000 })
   return {
     pg,
