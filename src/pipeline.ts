@@ -10,9 +10,10 @@
 import type { DecodedMessage, RowChange } from './decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from './events/events.ts'
 import { type RowRef, createRowStates } from './events/row-states.ts'
-import type { Logger } from './log.ts'
+import { type Logger, errorLine } from './log.ts'
 import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
-import { type Source, backoffDelay } from './replication/source.ts'
+import type { Source } from './replication/source.ts'
+import { StopRequested, backoffDelay, sleep, unlessStopped } from './retry.ts'
 import type { MongoSink } from './sinks/mongo.ts'
 import type { Publisher } from './sinks/pubsub.ts'
 
@@ -45,6 +46,11 @@ export type PipelineOptions = {
   onDurable?(events: TaskEvent[]): void
   /** Called with every logical message of our prefix (the heartbeat's round trip ends here). */
   onMessage?(prefix: string, content: string): void
+  /**
+   * The process's stop: reading ends, attempts under way may still finish, but no failed one is made again
+   * (what was not delivered is replayed on the next start, the slot not being confirmed past it).
+   */
+  signal?: AbortSignal
 }
 
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
@@ -71,6 +77,7 @@ export function createPipeline(options: PipelineOptions) {
   const maxInFlight = options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT
   const retryDelays = options.retry ?? DEFAULT_RETRY
   const rows = createRowStates(options.rowCacheSize ?? DEFAULT_ROW_CACHE)
+  const signal = options.signal ?? new AbortController().signal
   // Number of the batch being built: the rows it writes stay pinned in `rows` until it is durable.
   let batchNumber = 0
 
@@ -79,10 +86,11 @@ export function createPipeline(options: PipelineOptions) {
   let ordinal = 0
   // Events with an id at or below this were stored before a restart: they are republished as stored.
   let replayThrough = ''
+  // The source's stream generation the state above was read for (see `resync`).
+  let syncedGeneration = -1
   let tail: Promise<void> = Promise.resolve()
   let inFlight = 0
   let slotFreed: (() => void) | null = null
-  let stopping = false
   // Operations of each sink that failed and have not succeeded since: a sink is failing while any is.
   const failing: Record<SinkName, number> = { mongo: 0, pubsub: 0 }
   const stats = { eventsTotal: 0, lastEventId: null as string | null }
@@ -95,9 +103,11 @@ export function createPipeline(options: PipelineOptions) {
         return
       } catch (error) {
         if (attempt === 1) failing[sink]++
+        if (signal.aborted) throw new StopRequested(`${sink} failed while stopping (${errorLine(error)})`)
         const delay = backoffDelay(attempt, retryDelays.initialDelayMs, retryDelays.maxDelayMs)
-        log.warn(`${sink} write failed (${describe(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
-        await Bun.sleep(delay)
+        log.warn(`${sink} failed (${errorLine(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
+        await sleep(delay, signal)
+        if (signal.aborted) throw new StopRequested(`${sink} failed while stopping (${errorLine(error)})`)
       }
     }
   }
@@ -128,7 +138,7 @@ export function createPipeline(options: PipelineOptions) {
       await Promise.all([delivered, previous])
       if (batch.commitLsn !== null) {
         const lsn = formatLsn(batch.commitLsn)
-        await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn, initialLoad: 'done' }))
+        await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn }))
       }
       source.acknowledge(batch.lastSeq)
       rows.release(number, rowsOf(batch.events))
@@ -136,10 +146,12 @@ export function createPipeline(options: PipelineOptions) {
       slotFreed?.()
       options.onDurable?.(batch.events)
     })()
+    // Observed by the next batch or by run(); until then a stop's give-up is not an unhandled rejection.
+    tail.catch(() => {})
   }
 
   async function waitForSlot() {
-    while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFreed = resolve))
+    while (inFlight >= maxInFlight) await unlessStopped(new Promise<void>((resolve) => (slotFreed = resolve)), signal, 'stopping with every batch slot taken')
     slotFreed = null
   }
 
@@ -179,8 +191,20 @@ export function createPipeline(options: PipelineOptions) {
     return event
   }
 
+  /**
+   * At each new stream (a start, a reconnect, a takeover from another process), what MongoDB holds is read
+   * again: the highest stored event (what a replay republishes as stored), and every row not pinned by our
+   * own batches in flight, since another process may have streamed from the slot in between.
+   */
+  async function resync() {
+    syncedGeneration = source.generation
+    rows.forgetRecent()
+    await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
+  }
+
   /** Turns a run of messages into batches and dispatches them. */
   async function consume(firstSeq: number, messages: DecodedMessage[]) {
+    if (source.generation !== syncedGeneration) await resync()
     await retainKnownRows(messages)
     let stored = new Map<string, TaskEvent>()
     if (replayThrough) {
@@ -237,13 +261,17 @@ export function createPipeline(options: PipelineOptions) {
   return {
     /** Reads and dispatches until stopped; rejects when the source fails for good. */
     async run() {
-      await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
-      while (!stopping) {
-        const { firstSeq, messages } = await source.read()
-        if (!messages.length) break
-        await consume(firstSeq, messages)
+      try {
+        while (!signal.aborted) {
+          const { firstSeq, messages } = await source.read()
+          if (!messages.length) break
+          await consume(firstSeq, messages)
+        }
+        await tail
+      } catch (error) {
+        if (!(error instanceof StopRequested)) throw error
+        log.warn(`${error.message}: stopping without the batches in flight (${inFlight}); the next start replays them`)
       }
-      await tail
     },
 
     deliver,
@@ -251,10 +279,9 @@ export function createPipeline(options: PipelineOptions) {
     /** Runs a MongoDB operation until it succeeds, counted in `failingSinks` as the pipeline's own. */
     retryMongo: (work: () => Promise<void>) => withRetry('mongo', work),
 
-    /** Stops reading, lets the batches in flight finish, and leaves the source to be stopped. */
+    /** Waits for the batches in flight to finish or be given up (once the signal fired); never rejects. */
     async stop() {
-      stopping = true
-      await tail
+      await tail.catch(() => {})
     },
 
     get state() {
@@ -281,9 +308,4 @@ async function withDeadline(work: Promise<void>, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer)
   }
-}
-
-function describe(error: unknown): string {
-  const { message, code } = (error ?? {}) as { message?: string; code?: unknown }
-  return `${message ?? String(error)}${code !== undefined ? ` [${code}]` : ''}`.split('\n')[0]!
 }

@@ -4,7 +4,8 @@
 //   framed by begin and commit; one cut short by a lost connection is handed out again from its begin;
 // - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
-// - the socket is not read while the consumer holds more than the pending limits.
+// - the socket is not read while the consumer holds more than the pending limits;
+// - while another process holds the slot, it stands by and takes the slot over within a second of its release.
 
 import postgres from 'postgres'
 import { decodeWal2json } from '../decode/wal2json.ts'
@@ -12,11 +13,15 @@ import type { Begin, DecodedMessage, TableColumns } from '../decode/types.ts'
 import type { Logger } from '../log.ts'
 import { type Lsn, ZERO_LSN, formatLsn, maxLsn } from './lsn.ts'
 import { createProgress } from './progress.ts'
-import { type CreatedSlot, SlotError, checkSlot, createSlot, identifySystem, readSlot } from './slot.ts'
+import { backoffDelay, sleep } from '../retry.ts'
+import { type CreatedSlot, type SlotInfo, SlotError, checkSlot, createSlot, dropSlot, identifySystem, readSlot } from './slot.ts'
 import { type ReplicationStream, startReplication } from './stream.ts'
 import { describeTables } from './tables.ts'
 
-export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'stopping' | 'stopped'
+export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping' | 'stopped'
+
+/** The process that streams from the slot while this one stands by, as PostgreSQL sees it. */
+export type SlotHolder = { pid: number; clientAddress: string | null; applicationName: string | null }
 
 export type SourceOptions = {
   connection: postgres.Options<{}>
@@ -31,12 +36,21 @@ export type SourceOptions = {
   /** Prefix of the logical messages to receive (our heartbeat); others are filtered out at the server. */
   messagePrefix?: string
   /**
+   * Asked, before the first stream, of a slot that exists and no other process holds: false drops it and
+   * creates it again (its initial load never finished, so streaming from it would miss the existing rows).
+   */
+  acceptSlot?(slot: SlotInfo): Promise<boolean>
+  /** Called before the slot is created (the record that a load is under way is written here). */
+  beforeCreateSlot?(): Promise<void>
+  /**
    * Called when the slot had to be created, before streaming starts, while its exported snapshot is valid
    * (the initial load runs here). The stream starts after it returns. Work that `stopRequested` cuts short
    * ends by throwing.
    */
   onSlotCreated?(slot: CreatedSlot, stopRequested: () => boolean): Promise<void>
   reconnect?: { initialDelayMs: number; maxDelayMs: number }
+  /** A stop asked of the whole process: the source stops as `stop()` would (stop() still closes it). */
+  signal?: AbortSignal
   log: Logger
 }
 
@@ -50,6 +64,12 @@ export type Source = ReturnType<typeof openSource>
 const DEFAULT_MAX_PENDING_CHANGES = 5_000
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 }
+// While another process holds the slot: a short, fixed wait between attempts, so that a standby takes over
+// within about this long once the slot is released (at once on the holder's crash: PostgreSQL ends its
+// walsender when the connection drops; after a network cut, once wal_sender_timeout ends it). One attempt is
+// one query to the server a second.
+const STANDBY_RETRY_MS = 1_000
+const SLOT_IN_USE = '55006'
 // Status updates at a third of wal_sender_timeout at the latest, so two may be lost before the server gives up.
 const STATUS_PER_SENDER_TIMEOUT = 3
 // The flush LSN moves per acknowledged batch; one status update per this many ms tells the server soon enough.
@@ -79,10 +99,17 @@ export function openSource(options: SourceOptions) {
   let stream: ReplicationStream | null = null
   let paused = false
   let failure: Error | null = null
-  let stopRequested = false
+  // Fires on stop() or on the process's stop signal: ends the reconnect backoff and the loop at once.
+  const halt = new AbortController()
+  options.signal?.addEventListener('abort', () => halt.abort(), { once: true })
+  halt.signal.addEventListener('abort', () => wake?.(), { once: true })
+  const stopRequested = () => halt.signal.aborted
   let streamedOnce = false
-  // Ends the wait before the next reconnect attempt: a stop does not sit out the backoff.
-  let endBackoff = () => {}
+  let holder: SlotHolder | null = null
+  let standbySince: number | null = null
+  // Streams started so far: a consumer that sees it change knows the slot may have been streamed by another
+  // process in between.
+  let generation = 0
 
   // Transaction framing: the begin is held back until its first change, so empty transactions (those
   // touching only untracked tables) are never handed out; their commit is confirmed after what is pending.
@@ -164,15 +191,21 @@ export function openSource(options: SourceOptions) {
       const statusIntervalMs =
         senderTimeoutMs > 0 ? Math.min(options.statusIntervalMs, Math.floor(senderTimeoutMs / STATUS_PER_SENDER_TIMEOUT)) : options.statusIntervalMs
 
-      const existing = await readSlot(querySql, options.slot)
+      let existing = await readSlot(querySql, options.slot)
       let created: CreatedSlot | null = null
       if (existing) checkSlot(existing, identity.database)
-      else if (streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
-      else {
+      if (existing && !existing.active && !streamedOnce && options.acceptSlot && !(await options.acceptSlot(existing))) {
+        log.warn(`replication slot ${options.slot} has no finished initial load recorded; dropping it to create it again and load`)
+        await dropSlot(querySql, options.slot)
+        existing = null
+      }
+      if (!existing && streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
+      if (!existing) {
+        await options.beforeCreateSlot?.()
         created = await createSlot(replication, options.slot)
         log.info(`created replication slot ${options.slot} at ${formatLsn(created.consistentPoint)}`)
         skipThrough = maxLsn(skipThrough, created.consistentPoint)
-        await options.onSlotCreated?.(created, () => stopRequested)
+        await options.onSlotCreated?.(created, stopRequested)
       }
 
       heldBegin = null
@@ -188,13 +221,17 @@ export function openSource(options: SourceOptions) {
         onKeepalive: (walEnd) => progress.confirmAfterPending(walEnd) && scheduleStatus(),
       })
       streamedOnce = true
+      generation++
+      holder = null
       paused = false
       if (progress.full) {
         paused = true
         stream.pause()
       }
       state = 'streaming'
-      log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}`)
+      const tookOver = standbySince === null ? '' : ` (taken over after ${((Date.now() - standbySince) / 1000).toFixed(1)} s standing by)`
+      standbySince = null
+      log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}${tookOver}`)
       await stream.closed
     } finally {
       stream = null
@@ -204,30 +241,40 @@ export function openSource(options: SourceOptions) {
 
   async function run() {
     let attempt = 0
-    while (!stopRequested) {
+    while (!stopRequested()) {
       try {
         await session(attempt)
         attempt = 0
-        if (stopRequested) break
+        if (stopRequested()) break
         log.warn(`replication stream from slot ${options.slot} ended by the server; reconnecting`)
       } catch (error) {
-        if (stopRequested) break
+        if (stopRequested()) break
         if (!isRetryable(error)) throw error
+        if ((error as { code?: string }).code === SLOT_IN_USE) {
+          await standBy()
+          continue
+        }
+        standbySince = null
         attempt++
         const delay = backoffDelay(attempt, reconnect.initialDelayMs, reconnect.maxDelayMs)
-        log.warn(describeRetry(error, options.slot) + `; retrying in ${Math.round(delay)} ms`)
+        log.warn(describeRetry(error) + `; retrying in ${Math.round(delay)} ms`)
         state = 'reconnecting'
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay)
-          endBackoff = () => {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
+        await sleep(delay, halt.signal)
         continue
       }
       state = 'reconnecting'
     }
+  }
+
+  /** Another process streams from the slot: say so once, name it, and try again shortly. */
+  async function standBy() {
+    holder = await slotHolder(querySql, options.slot).catch(() => holder)
+    state = 'standby'
+    if (standbySince === null) {
+      standbySince = Date.now()
+      log.info(`replication slot ${options.slot} is held by another process (${describeHolder(holder)}); standing by, trying every ${STANDBY_RETRY_MS / 1000} s`)
+    }
+    await sleep(STANDBY_RETRY_MS, halt.signal)
   }
 
   const running = run()
@@ -244,7 +291,7 @@ export function openSource(options: SourceOptions) {
     async read(): Promise<Delivery> {
       while (queue.length === 0) {
         if (failure) throw failure
-        if (state === 'stopped' || stopRequested) return { firstSeq: queueFirstSeq, messages: [] }
+        if (state === 'stopped' || stopRequested()) return { firstSeq: queueFirstSeq, messages: [] }
         await new Promise<void>((resolve) => (wake = resolve))
         wake = null
       }
@@ -265,10 +312,9 @@ export function openSource(options: SourceOptions) {
     },
 
     async stop() {
-      stopRequested = true
+      halt.abort()
       state = 'stopping'
       if (statusTimer) clearTimeout(statusTimer)
-      endBackoff()
       await stream?.end()
       wake?.()
       await running
@@ -277,6 +323,14 @@ export function openSource(options: SourceOptions) {
 
     get state() {
       return state
+    },
+    /** Who holds the slot while this source stands by; null otherwise. */
+    get holder() {
+      return state === 'standby' ? holder : null
+    },
+    /** The number of streams started: it changes on every (re)connection. */
+    get generation() {
+      return generation
     },
     get confirmedLsn() {
       return progress.flushLsn
@@ -322,12 +376,6 @@ async function walSenderTimeoutMs(sql: postgres.Sql): Promise<number> {
   return Number(row?.ms ?? 0)
 }
 
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number): number {
-  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 30))
-  // "Equal jitter": at least half the ceiling, so retries neither stampede nor spin.
-  return ceiling / 2 + Math.random() * (ceiling / 2)
-}
-
 function isRetryable(error: unknown): boolean {
   if (error instanceof SlotError) return false
   const { code } = (error ?? {}) as { code?: string }
@@ -336,8 +384,22 @@ function isRetryable(error: unknown): boolean {
   return /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECTION_|CONNECT_TIMEOUT)/.test(code)
 }
 
-function describeRetry(error: unknown, slot: string): string {
+function describeRetry(error: unknown): string {
   const { code, message } = error as { code?: string; message?: string }
-  if (code === '55006') return `replication slot ${slot} is held by another process (${message})`
   return `replication connection failed: ${message ?? String(error)}${code ? ` (${code})` : ''}`
+}
+
+async function slotHolder(sql: postgres.Sql, slot: string): Promise<SlotHolder | null> {
+  const [row] = await sql`
+    select s.active_pid as pid, r.client_addr::text as address, r.application_name
+    from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+    where s.slot_name = ${slot} and s.active_pid is not null`
+  return row ? { pid: row.pid, clientAddress: row.address, applicationName: row.application_name } : null
+}
+
+function describeHolder(holder: SlotHolder | null): string {
+  if (!holder) return 'its pid already gone'
+  return [`walsender pid ${holder.pid}`, holder.clientAddress && `client ${holder.clientAddress}`, holder.applicationName && `application ${holder.applicationName}`]
+    .filter(Boolean)
+    .join(', ')
 }

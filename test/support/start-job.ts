@@ -2,16 +2,14 @@
 // emulator, each real and on loopback, and `tag-connector start-job` as a child process with its output,
 // exit status and peak memory.
 
-import { join } from 'node:path'
 import { MongoClient } from 'mongodb'
 import { type FerretDb, startFerretDb } from './ferretdb.ts'
 import { peakRssMb } from './memory.ts'
 import { type OidcIssuer, startOidcIssuer } from './oidc.ts'
 import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
-import { CONNECTOR_MEMORY_ENV } from './stack.ts'
+import { CONNECTOR_MEMORY_ENV, PROGRAM_COMMAND } from './stack.ts'
 import { type WorkspaceApi, startWorkspaceApi } from './workspace-api.ts'
 
-const CLI = join(import.meta.dir, '../../src/cli.ts')
 export const CLIENT = { clientId: 'snapshots', clientSecret: 'Zq8-very-secret-value' }
 const RSS_POLL_MS = 100
 // Budgets of the tests that use this (bun's default of 5 s is too short for a child process on a busy host):
@@ -70,7 +68,7 @@ export function startJobProcess(
 ): JobProcess {
   const child = Bun.spawn(
     [
-      'bun', CLI, 'start-job',
+      ...PROGRAM_COMMAND, 'start-job',
       '--oidc', stack.oidc.tokenEndpoint, '--ws', stack.api.url,
       '--client-id', client.clientId, '--client-secret', client.clientSecret,
       '--mongo-addr', stack.mongo.url, '--mongo-db', to.database,
