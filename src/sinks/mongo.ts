@@ -260,16 +260,22 @@ function duplicateIndexes(error: unknown): number[] | null {
   return errors.length && errors.every((writeError) => writeError.code === DUPLICATE_KEY) ? errors.map((writeError) => writeError.index) : null
 }
 
-// A server that stops answering must cost seconds, not the pipeline's 60 s attempt deadline: a socket silent
-// for SOCKET_TIMEOUT_MS fails its call, which the pipeline retries and /info shows. It is above the longest
-// single call the connector makes (a truncate's or a load's tombstones over a whole collection).
-const SOCKET_TIMEOUT_MS = 30_000
+// A server that stops answering must cost seconds, not the pipeline's 60 s attempt deadline. The driver's
+// monitor finds it: a heartbeat every HEARTBEAT_MS that gets no answer within CONNECT_TIMEOUT_MS marks the
+// server unknown and interrupts the calls in use, which then fail (10 to 20 s after the server stopped
+// answering), are retried by the pipeline and show in /info. The socket timeout is only a backstop for a
+// connection that dies alone: it must stay above the longest single call the connector makes on a slow but
+// healthy server (a truncate's or a load's tombstones scan a whole collection; FerretDB took over 30 s for
+// 200,000 rows on a loaded machine), or such a call would fail and be retried for good.
+const HEARTBEAT_MS = 10_000
 const CONNECT_TIMEOUT_MS = 10_000
 const SERVER_SELECTION_TIMEOUT_MS = 10_000
+const SOCKET_TIMEOUT_MS = 300_000
 
 export async function connectMongo(url: string): Promise<MongoClient> {
   const client = new MongoClient(url, {
     serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+    heartbeatFrequencyMS: HEARTBEAT_MS,
     connectTimeoutMS: CONNECT_TIMEOUT_MS,
     socketTimeoutMS: SOCKET_TIMEOUT_MS,
     retryWrites: true,
