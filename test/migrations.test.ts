@@ -6,11 +6,9 @@
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { createTask, createWorkspace } from './support/workspace.ts'
+import { createTask, createWorkspace, largeText } from './support/workspace.ts'
 
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
-/** Random text of 20 kB: it compresses too little to stay in the row, so PostgreSQL moves it to TOAST. */
-const largeText = () => Array.from({ length: 20_000 / 32 }, () => crypto.randomUUID().replaceAll('-', '')).join('')
 
 let stack: Stack
 let connector: Connector
