@@ -13,7 +13,7 @@ for (const backend of BACKENDS) describe(`extract-tasks (FerretDB on ${backend})
   let connector: Connector
 
   beforeAll(async () => {
-    stack = await startStack({}, { ferretDbBackend: backend })
+    stack = await startStack({}, { backend })
     connector = await startConnector(stack)
   }, 120_000)
   afterAll(async () => {

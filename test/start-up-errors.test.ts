@@ -2,11 +2,9 @@
 // credentials of the connection string) and what was tried, and exits 1 (contract section 6).
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { join } from 'node:path'
 import { freePort } from './support/ports.ts'
-import { MONGO_DATABASE, type Stack, startStack } from './support/stack.ts'
+import { MONGO_DATABASE, PROGRAM_COMMAND, type Stack, startStack } from './support/stack.ts'
 
-const CLI = join(import.meta.dir, '../src/cli.ts')
 const SECRET = 'mongo-password-never-printed'
 
 let stack: Stack
@@ -24,7 +22,7 @@ afterAll(async () => {
 async function extractTasks({ pgPort = stack.pg.port, mongoUrl = stack.mongo.url, pubsubHost = stack.pubsub.host } = {}) {
   const child = Bun.spawn(
     [
-      process.execPath, CLI, 'extract-tasks',
+      ...PROGRAM_COMMAND, 'extract-tasks',
       '--db', stack.pg.database, '--pgHost', '127.0.0.1', '--pgPort', String(pgPort), '--user', stack.pg.user,
       '--mongo-addr', mongoUrl, '--mongo-db', MONGO_DATABASE, '--project-id', 'test-project', '--topic', 'startUpErrors',
       '--serverHost', '127.0.0.1', '--serverPort', String(await freePort()), '--log-format', 'json',

@@ -2,8 +2,9 @@
 // through one function, so they hold no state of their own.
 
 import { Elysia } from 'elysia'
+import type { SlotHolder } from '../replication/source.ts'
 
-export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'stopping'
+export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping'
 
 export type Status = {
   name: string
@@ -15,6 +16,8 @@ export type Status = {
   lastEventId: string | null
   lagBytes: number | null
   eventsTotal: number
+  /** While standing by: the process that streams from the slot (its walsender pid, client address, application). */
+  slotHolder: SlotHolder | null
   /** Sinks whose writes fail at the moment: the stream is held until they succeed. */
   failingSinks: string[]
   /** Heartbeat round trip through the WAL, in ms; null before the first one returns. */

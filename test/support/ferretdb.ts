@@ -26,6 +26,8 @@ export type FerretDb = {
   /** Stops the server and removes its data now (otherwise removed when the test process exits). */
   close(): Promise<void>
   logPath: string
+  /** The TLS listener's port, when started with `tls`. */
+  tlsPort: number | null
 }
 
 export type FerretDbBackend = 'sqlite' | 'postgresql'
@@ -36,11 +38,18 @@ export const FERRETDB_BACKEND: FerretDbBackend = process.env.TC_FERRETDB_BACKEND
 // operations; a pool this size answers.
 const POSTGRESQL_POOL = 'pool_max_conns=150'
 
-export async function startFerretDb({ backend = FERRETDB_BACKEND }: { backend?: FerretDbBackend } = {}): Promise<FerretDb> {
+export type FerretDbOptions = {
+  backend?: FerretDbBackend
+  /** A second listener, with TLS, using this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string }
+}
+
+export async function startFerretDb({ backend = FERRETDB_BACKEND, tls }: FerretDbOptions = {}): Promise<FerretDb> {
   const bin = tool('ferretdb')
   const dir = tempDir('ferretdb-')
   const logPath = join(dir, 'ferretdb.log')
   let port = await freePort()
+  const tlsPort = tls ? await freePort() : null
   let proc: ServerProcess | undefined
   const storage: PostgresServer | null = backend === 'postgresql' ? await startPostgres() : null
   const handler = storage
@@ -55,6 +64,7 @@ export async function startFerretDb({ backend = FERRETDB_BACKEND }: { backend?: 
         bin,
         ...handler,
         `--listen-addr=127.0.0.1:${port}`,
+        ...(tls ? [`--listen-tls=127.0.0.1:${tlsPort}`, `--listen-tls-cert-file=${tls.certFile}`, `--listen-tls-key-file=${tls.keyFile}`] : []),
         `--state-dir=${dir}`,
         '--debug-addr=-',
         '--telemetry=disable',
@@ -80,6 +90,7 @@ export async function startFerretDb({ backend = FERRETDB_BACKEND }: { backend?: 
   return {
     url: url(),
     port,
+    tlsPort,
     logPath,
     async stop() {
       if (proc) await stopServer(proc)
