@@ -5,7 +5,7 @@
 // - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
 // - the socket is not read while the consumer holds more than the pending limits;
-// - while another process holds the slot, it stands by and takes the slot over within a second of its release.
+// - while another process holds the slot, it stands by and takes the slot over within a second of its release;
 // - an UPDATE is handed out decoded with a column list read after it was written, whenever the list at hand
 //   disagrees with it (a migration since): the catalog is read again first, in order, the stream paused meanwhile.
 
