@@ -43,6 +43,7 @@ const ARRAY_ELEMENT = new Map<number, number>([
   [2951, 2950], // _uuid
   [3807, JSONBOID], // _jsonb
 ])
+
 /**
  * A value as wal2json writes it (JSON number, boolean or string), or a column's text output, decoded by type.
  * The initial load reads rows as text through this too, so loaded and streamed rows look alike.
