@@ -18,7 +18,7 @@ const columns: TableColumns = new Map([
     ['priority', 23, 'integer'], ['assignee_id', 2950, 'uuid'], ['due_at', 1184, 'timestamp with time zone'],
     ['labels', 1009, 'text[]'], ['metadata', 3802, 'jsonb'], ['created_at', 1184, 'timestamp with time zone'],
     ['updated_at', 1184, 'timestamp with time zone'],
-  ].map(([name, typeOid, typeName]) => ({ name: name as string, typeOid: typeOid as number, typeName: typeName as string }))],
+  ].map(([name, typeOid, typeName]) => ({ name: name as string, typeOid: typeOid as number, typeName: typeName as string, toastable: ![2950, 23, 1184].includes(typeOid as number) }))],
 ])
 
 function tasksUpdate(i: number): string {

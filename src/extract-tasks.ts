@@ -8,7 +8,6 @@ import { hostname } from 'node:os'
 import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
 import { createHttpApp, type ServiceState, type Status } from './http/server.ts'
-import { camelCase } from './events/events.ts'
 import { runInitialLoad } from './initial-load.ts'
 import type { Logger } from './log.ts'
 import { createPipeline } from './pipeline.ts'
@@ -25,7 +24,6 @@ import { PROGRAM, VERSION } from './version.ts'
 export const TRACKED_TABLES = ['workspaces', 'tasks']
 /** Prefix of our logical messages (the heartbeat); the source asks wal2json for these only. */
 export const MESSAGE_PREFIX = 'task-connector'
-const TIMESTAMP_TYPES = new Set([1114, 1184])
 const LAG_POLL_MS = 5_000
 /**
  * How long a stop may wait for the batches in flight (and the rest of the work under way). Healthy sinks
@@ -108,19 +106,17 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   log.info(`starting: slot ${config.slot} of ${postgresAddress}, MongoDB ${mongoAddress(config.mongo.url)} database ${config.mongo.database}, Pub/Sub topic ${config.pubsub.topic}`)
 
   const catalog = postgres({ ...connection, max: 1, onnotice: () => {} })
-  const columns = await step(
+  // Only to name a missing table at start-up: the column types are taken from each change (see sinks/mongo.ts).
+  await step(
     'reading the tables from PostgreSQL',
     describeTables(catalog, config.schema, TRACKED_TABLES).catch((error) => {
       throw error instanceof MissingTableError ? error : new Unreachable('PostgreSQL', postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
     }),
   ).finally(() => catalog.end({ timeout: 1 }))
-  const timestampFields = new Set(
-    [...columns.values()].flat().filter((column) => TIMESTAMP_TYPES.has(column.typeOid)).map((column) => camelCase(column.name)),
-  )
 
   const mongoClient = await step('connecting to MongoDB', connectMongo(config.mongo.url))
   closers.push(() => mongoClient.close())
-  const mongo = createMongoSink(mongoClient, config.mongo.database, timestampFields)
+  const mongo = createMongoSink(mongoClient, config.mongo.database)
   const mongoStep = <T>(what: string, work: Promise<T>) =>
     step(what, work.catch((error) => Promise.reject(new Unreachable('MongoDB', mongoAddress(config.mongo.url), what, error))))
   await mongoStep(`creating the indexes of database ${config.mongo.database}`, mongo.ensureIndexes())

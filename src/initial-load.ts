@@ -5,8 +5,8 @@
 // slot was created) until the load is whole, so a load cut short is redone from a fresh slot on the next start.
 
 import postgres from 'postgres'
-import { decodeValue } from './decode/wal2json.ts'
-import type { ColumnInfo, Row } from './decode/types.ts'
+import { type Row, TIMESTAMPS } from './decode/types.ts'
+import { decodeValue, isTimestampType } from './decode/values.ts'
 import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/events.ts'
 import { eventId } from './events/ids.ts'
 import type { Logger } from './log.ts'
@@ -14,7 +14,6 @@ import { formatLsn } from './replication/lsn.ts'
 import { StopRequested } from './retry.ts'
 import type { CreatedSlot } from './replication/slot.ts'
 import { quoteIdentifier, quoteLiteral } from './replication/slot.ts'
-import { describeTables } from './replication/tables.ts'
 import type { MongoSink } from './sinks/mongo.ts'
 
 export type InitialLoadOptions = {
@@ -50,22 +49,22 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   const sql = postgres({ ...options.connection, max: 1, onnotice: () => {}, connection: { ...options.connection.connection, TimeZone: 'UTC', DateStyle: 'ISO' } })
   let ordinal = 0
   try {
-    const columns = await describeTables(sql, options.schema, LOAD_ORDER.map(({ table }) => table))
     await sql.begin('isolation level repeatable read read only', async (transaction) => {
       await transaction.unsafe(`set transaction snapshot ${quoteLiteral(slot.snapshotName)}`)
       for (const { table, entity } of LOAD_ORDER) {
-        const tableColumns = columns.get(`${options.schema}.${table}`)!
-        // A JSON array of text keeps NULL apart from the text 'NULL', which a text[] literal does not.
-        const select = `select id::text as key, json_build_array(${tableColumns.map((column) => `${quoteIdentifier(column.name)}::text`).join(', ')}) as "values"
-          from ${quoteIdentifier(options.schema)}.${quoteIdentifier(table)}`
+        // Every column the table has when it is read, named and typed by the result itself, not by a column list
+        // read earlier: a migration between the slot's creation and this read changes both alike. The values
+        // come as PostgreSQL's text output (raw), decoded as the stream's are.
+        const select = `select id::text as key, t.* from ${quoteIdentifier(options.schema)}.${quoteIdentifier(table)} t`
         let after: string | null = null
         for (;;) {
-          const page: { key: string; values: (string | null)[] }[] = after === null
-            ? await transaction.unsafe(`${select} order by id limit ${pageSize}`)
-            : await transaction.unsafe(`${select} where id > $1 order by id limit ${pageSize}`, [after])
+          const page = await (after === null
+            ? transaction.unsafe(`${select} order by id limit ${pageSize}`)
+            : transaction.unsafe(`${select} where id > $1 order by id limit ${pageSize}`, [after])).raw()
           if (!page.length) break
-          const events = page.map(({ values }) =>
-            snapshotEvent(entity, camelRow(textRow(tableColumns, values)), {
+          const columns = page.columns.slice(1)
+          const events = page.map(([, ...values]: (Buffer | null)[]) =>
+            snapshotEvent(entity, camelRow(textRow(columns, values)), {
               id: eventId(slot.consistentPoint, ordinal++),
               source: 'initial',
               lsn,
@@ -78,7 +77,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
             throw new StopRequested('the initial load')
           }
-          after = page.at(-1)!.key
+          after = page.at(-1)![0]!.toString()
         }
       }
     })
@@ -95,8 +94,13 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
 }
 
 /** A row read as text, decoded exactly as the stream's rows are. */
-function textRow(columns: ColumnInfo[], values: (string | null)[]): Row {
+function textRow(columns: postgres.ColumnList<string>, values: (Buffer | null)[]): Row {
   const row: Row = {}
-  columns.forEach((column, index) => (row[column.name] = decodeValue(column.typeOid, values[index] ?? null)))
+  let timestamps: string[] | undefined
+  columns.forEach(({ name, type }, index) => {
+    row[name] = decodeValue(type, values[index]?.toString() ?? null)
+    if (isTimestampType(type)) (timestamps ??= []).push(name)
+  })
+  if (timestamps) row[TIMESTAMPS] = timestamps
   return row
 }

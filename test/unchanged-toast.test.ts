@@ -5,10 +5,7 @@
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { createTask, createWorkspace } from './support/workspace.ts'
-
-/** Random text of 20 kB: it compresses too little to stay in the row, so PostgreSQL moves it to TOAST. */
-const largeText = () => Array.from({ length: 20_000 / 32 }, () => crypto.randomUUID().replaceAll('-', '')).join('')
+import { createTask, createWorkspace, largeText } from './support/workspace.ts'
 
 let stack: Stack
 let connector: Connector

@@ -18,7 +18,14 @@ export type ColumnValue =
   | ColumnValue[]
   | { [key: string]: unknown }
 
-export type Row = Record<string, ColumnValue>
+/**
+ * The keys of a row whose values are timestamps (ISO-8601 strings): the type travels with the row, so that each
+ * sink stores the row as its own columns are typed, whatever migrations ran meanwhile. Keyed by a symbol, so
+ * JSON, BSON and key iteration leave it out; a row without timestamps has none.
+ */
+export const TIMESTAMPS = Symbol('timestamps')
+
+export type Row = Record<string, ColumnValue> & { [TIMESTAMPS]?: string[] }
 
 export type TableRef = { schema: string; table: string }
 
@@ -31,8 +38,11 @@ export type Insert = TableRef & { kind: 'insert'; lsn: Lsn; row: Row }
  * `row` holds every column the WAL carried. Columns named in `unchangedToast` were not re-logged
  * (an unchanged TOASTed value): their value is unknown here, never invented.
  * `identity` is the old key (or the whole old row under REPLICA IDENTITY FULL), null when the key did not change.
+ * `columnsDiffer`: the row's columns disagree with the catalog's list the decoder was given, which may be stale
+ * (a migration since it was read): `unchangedToast` may name dropped columns, and the update must be decoded again
+ * with a list read after it (the source does so before handing it out).
  */
-export type Update = TableRef & { kind: 'update'; lsn: Lsn; row: Row; identity: Row | null; unchangedToast: string[] }
+export type Update = TableRef & { kind: 'update'; lsn: Lsn; row: Row; identity: Row | null; unchangedToast: string[]; columnsDiffer?: true }
 /** `identity` is the key of the deleted row, or the whole old row under REPLICA IDENTITY FULL. */
 export type Delete = TableRef & { kind: 'delete'; lsn: Lsn; identity: Row }
 export type Truncate = TableRef & { kind: 'truncate'; lsn: Lsn }
@@ -44,6 +54,9 @@ export type LogicalMessage = { kind: 'message'; lsn: Lsn; transactional: boolean
 
 export type DecodedMessage = Begin | Commit | RowChange | LogicalMessage
 
-/** What the decoder knows of a tracked table: its columns in order, with their types. */
-export type ColumnInfo = { name: string; typeOid: number; typeName: string }
+/**
+ * What the catalog says of a tracked table: its columns in order, with their types. `toastable` is false for
+ * columns stored plain (fixed-width types): those are never left out of an UPDATE as unchanged TOAST values.
+ */
+export type ColumnInfo = { name: string; typeOid: number; typeName: string; toastable: boolean }
 export type TableColumns = Map<string /* "schema.table" */, ColumnInfo[]>

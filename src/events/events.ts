@@ -4,7 +4,7 @@
 // out is taken from the known previous row, never invented or emitted as a placeholder; when no previous
 // row knows it, the event names it in `unchangedToast` instead.
 
-import type { Row, RowChange } from '../decode/types.ts'
+import { type Row, type RowChange, TIMESTAMPS } from '../decode/types.ts'
 import { type Lsn, formatLsn } from '../replication/lsn.ts'
 import { eventId } from './ids.ts'
 
@@ -16,8 +16,11 @@ export type EventType =
   | 'workspaces.truncated'
   | 'snapshot.completed'
 
-/** A row in the events' shape: camelCase keys, JSON values. */
-export type EventRow = Record<string, unknown>
+/**
+ * A row in the events' shape: camelCase keys, JSON values. Its timestamps (ISO-8601 strings in JSON) are named
+ * in TIMESTAMPS, out of the JSON, so that the MongoDB sink stores them as dates by the row's own types.
+ */
+export type EventRow = Record<string, unknown> & { [TIMESTAMPS]?: string[] }
 
 export type Transition = { from: string | null; to: string | null }
 
@@ -84,6 +87,7 @@ export function changeToEvent(change: RowChange, transaction: TransactionInfo, o
       const previous = oldRow(change.identity, change.row, known)
       const data = camelRow(change.row)
       const unknown: string[] = []
+          // A filled value keeps its type unnamed in TIMESTAMPS: timestamps are fixed-width, never TOASTed.
       for (const column of change.unchangedToast) {
         const key = camelCase(column)
         if (previous && key in previous) data[key] = previous[key]
@@ -132,7 +136,17 @@ function oldRow(identity: Row | null, row: Row | null, known: EventRow | null): 
   if (!identity) return known
   const keys = Object.keys(identity).length
   const isFull = row ? keys >= Object.keys(row).length : keys > 1
-  return isFull ? { ...known, ...camelRow(identity) } : known
+  return isFull ? overlay(known, camelRow(identity)) : known
+}
+
+/** `over`'s fields on top of `base`'s, each field typed as in the row it comes from. */
+function overlay(base: EventRow | null, over: EventRow): EventRow {
+  const merged: EventRow = { ...base, ...over }
+  const kept = base?.[TIMESTAMPS]?.filter((key) => !Object.hasOwn(over, key))
+  if (kept?.length) merged[TIMESTAMPS] = over[TIMESTAMPS] ? [...kept, ...over[TIMESTAMPS]] : kept
+  else if (over[TIMESTAMPS]) merged[TIMESTAMPS] = over[TIMESTAMPS]
+  else delete merged[TIMESTAMPS]
+  return merged
 }
 
 function changedKeys(previous: EventRow, data: EventRow): string[] {
@@ -148,6 +162,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
 export function camelRow(row: Row): EventRow {
   const out: EventRow = {}
   for (const key in row) out[camelCase(key)] = jsonValue(row[key])
+  const timestamps = row[TIMESTAMPS]
+  if (timestamps) out[TIMESTAMPS] = timestamps.map(camelCase)
   return out
 }
 

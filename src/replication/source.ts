@@ -5,11 +5,14 @@
 // - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
 // - the socket is not read while the consumer holds more than the pending limits;
-// - while another process holds the slot, it stands by and takes the slot over within a second of its release.
+// - while another process holds the slot, it stands by and takes the slot over within a second of its release;
+// - an UPDATE is handed out decoded with a column list read after it was written, whenever the list at hand
+//   disagrees with it (a migration since): the catalog is read again first, in order, the stream paused meanwhile.
 
 import postgres from 'postgres'
 import { decodeWal2json } from '../decode/wal2json.ts'
 import type { Begin, DecodedMessage, TableColumns } from '../decode/types.ts'
+import type { XLogData } from './messages.ts'
 import type { Logger } from '../log.ts'
 import { type Lsn, ZERO_LSN, formatLsn, maxLsn } from './lsn.ts'
 import { createProgress } from './progress.ts'
@@ -117,6 +120,8 @@ export function openSource(options: SourceOptions) {
   let skipping = false
   let skipThrough = options.resumeLsn
   let columns: TableColumns = new Map()
+  // While the catalog is read again: the messages received meanwhile, in order, decoded once it answers.
+  let held: XLogData[] | null = null
 
   // Decoded messages waiting for `read`.
   let queue: DecodedMessage[] = []
@@ -174,6 +179,35 @@ export function openSource(options: SourceOptions) {
     hand(message, bytes, null)
   }
 
+  function receive(xlog: XLogData, failSession: (error: unknown) => void) {
+    if (held) return void held.push(xlog)
+    const message = decodeWal2json(xlog.data, columns, xlog.dataStart)
+    if (message.kind !== 'update' || !message.columnsDiffer) return onMessage(message, xlog.data.length)
+    held = [xlog]
+    stream?.pause()
+    readColumnsAgain(failSession).catch(failSession)
+  }
+
+  /**
+   * The UPDATEs held were written before the catalog is read (their columns are the table's, or older), so they
+   * are decoded with what it says; messages received while it answers may be later than what it says, and are
+   * checked again. A turn passes first, so that every message already received is among the former.
+   */
+  async function readColumnsAgain(failSession: (error: unknown) => void) {
+    const reading = stream
+    await new Promise((resolve) => setImmediate(resolve))
+    const before = held!
+    held = []
+    const read = await describeTables(querySql, options.schema, options.tables)
+    if (stream !== reading) return // the session ended meanwhile; the next one replays these messages
+    columns = read
+    const after = held
+    held = null
+    for (const xlog of before) onMessage(decodeWal2json(xlog.data, columns, xlog.dataStart, 'after'), xlog.data.length)
+    for (const xlog of after) receive(xlog, failSession)
+    if (!held && !paused) stream?.resume()
+  }
+
   async function session(attempt: number) {
     const replication = postgres({
       ...options.connection,
@@ -210,6 +244,10 @@ export function openSource(options: SourceOptions) {
 
       heldBegin = null
       skipping = false
+      held = null
+      let failSession: (error: unknown) => void = () => {}
+      const failed = new Promise<never>((_, reject) => (failSession = reject))
+      failed.catch(() => {}) // a failure after the session ended concerns no one
       const startLsn = maxLsn(progress.flushLsn, existing?.confirmedFlushLsn ?? created?.consistentPoint ?? ZERO_LSN)
       stream = await startReplication(replication, {
         slot: options.slot,
@@ -217,8 +255,9 @@ export function openSource(options: SourceOptions) {
         pluginOptions: pluginOptions(options),
         statusIntervalMs,
         flushLsn: () => progress.flushLsn,
-        onXLogData: ({ dataStart, data }) => onMessage(decodeWal2json(data, columns, dataStart), data.length),
-        onKeepalive: (walEnd) => progress.confirmAfterPending(walEnd) && scheduleStatus(),
+        onXLogData: (xlog) => receive(xlog, failSession),
+        // A keepalive's position may be past messages held: nothing is confirmed until they are handed out.
+        onKeepalive: (walEnd) => !held && progress.confirmAfterPending(walEnd) && scheduleStatus(),
       })
       streamedOnce = true
       generation++
@@ -232,7 +271,7 @@ export function openSource(options: SourceOptions) {
       const tookOver = standbySince === null ? '' : ` (taken over after ${((Date.now() - standbySince) / 1000).toFixed(1)} s standing by)`
       standbySince = null
       log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}${tookOver}`)
-      await stream.closed
+      await Promise.race([stream.closed, failed])
     } finally {
       stream = null
       await replication.end({ timeout: 1 }).catch(() => {})
@@ -304,7 +343,7 @@ export function openSource(options: SourceOptions) {
     /** Everything handed out up to and including `seq` is durable: the slot may confirm its commits. */
     acknowledge(seq: number) {
       const moved = progress.acknowledge(seq)
-      if (paused && progress.roomy && stream) {
+      if (paused && progress.roomy && stream && !held) {
         paused = false
         stream.resume()
       }

@@ -1,5 +1,6 @@
 // The tracked tables as the catalog describes them: their columns in order, with type oids.
-// The decoder needs them to tell an unchanged TOAST value (a column the WAL left out) from a real one.
+// The decoder needs them to tell an unchanged TOAST value (a column the WAL left out) from a column dropped; the
+// source reads them at each session's start and again whenever an UPDATE's columns disagree with them.
 
 import type postgres from 'postgres'
 import type { TableColumns } from '../decode/types.ts'
@@ -10,7 +11,8 @@ export class MissingTableError extends Error {
 
 export async function describeTables(sql: postgres.Sql, schema: string, tables: string[]): Promise<TableColumns> {
   const rows = await sql`
-    select c.relname as table, a.attname as name, a.atttypid::int as type_oid, format_type(a.atttypid, a.atttypmod) as type_name
+    select c.relname as table, a.attname as name, a.atttypid::int as type_oid, format_type(a.atttypid, a.atttypmod) as type_name,
+      a.attstorage <> 'p' as toastable
     from pg_attribute a
     join pg_class c on c.oid = a.attrelid
     join pg_namespace n on n.oid = c.relnamespace
@@ -21,7 +23,7 @@ export async function describeTables(sql: postgres.Sql, schema: string, tables: 
   for (const row of rows) {
     const key = `${schema}.${row.table}`
     const list = columns.get(key) ?? []
-    list.push({ name: row.name, typeOid: row.type_oid, typeName: row.type_name })
+    list.push({ name: row.name, typeOid: row.type_oid, typeName: row.type_name, toastable: row.toastable })
     columns.set(key, list)
   }
   const missing = tables.filter((table) => !columns.has(`${schema}.${table}`))

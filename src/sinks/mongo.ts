@@ -1,10 +1,13 @@
 // MongoDB state (contract section 4): current rows in `tasks` and `workspaces`, the history in `task_events`,
-// progress in `checkpoints`. Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
+// progress in `checkpoints`. Field types follow each row's own (its TIMESTAMPS become BSON dates), never a list
+// of columns read once, so a migration's new or retyped column is stored as typed from its first change on.
+// Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
 // Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
 // FerretDB 1.24 both support, and writes one batch at a time (the caller's part: see `writeBatch`).
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
+import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
 import { Unreachable } from '../unreachable.ts'
 
@@ -48,22 +51,11 @@ type RowWrite = { document: StateDocument; partial: boolean }
 
 export type MongoSink = ReturnType<typeof createMongoSink>
 
-/** `timestampFields` are the camelCase names of timestamp columns: they are stored as BSON dates. */
-export function createMongoSink(client: MongoClient, database: string, timestampFields: ReadonlySet<string>) {
+export function createMongoSink(client: MongoClient, database: string) {
   const db: Db = client.db(database)
   const collection = <T extends Document>(name: string) => db.collection<T>(name)
   const events = collection<Document & { _id: string }>(COLLECTIONS.events)
   const checkpoints = collection<Document & { _id: string }>(COLLECTIONS.checkpoints)
-
-  const toDocument = (row: EventRow | null): Document | null => {
-    if (!row) return null
-    const document: Document = {}
-    for (const key in row) {
-      const value = row[key]
-      document[key] = timestampFields.has(key) && typeof value === 'string' && !value.endsWith('infinity') ? new Date(value) : value
-    }
-    return document
-  }
 
   function eventDocument(event: TaskEvent): Document {
     const { id, commitTime, data, previous, ...rest } = event
@@ -294,14 +286,32 @@ export function mongoAddress(url: string): string {
   return url.replace(/^(mongodb(?:\+srv)?:\/\/)(?:[^@/]*@)?([^/?]*).*$/, '$1$2')
 }
 
-/** Back from a stored document to the events' JSON shape: dates become ISO-8601 strings. */
+/** A row as stored: its timestamps as BSON dates ('infinity', and times beyond a Date's range, stay text). */
+function toDocument(row: EventRow | null): Document | null {
+  if (!row) return null
+  const document: Document = { ...row }
+  const timestamps = row[TIMESTAMPS]
+  if (timestamps)
+    for (const key of timestamps) {
+      const value = row[key]
+      if (typeof value === 'string' && !value.endsWith('infinity')) document[key] = new Date(value)
+    }
+  return document
+}
+
+/** Back from a stored document to the events' JSON shape: dates become ISO-8601 strings, named in TIMESTAMPS. */
 export function fromDocument(document: Document): EventRow {
   const row: EventRow = {}
+  let timestamps: string[] | undefined
   for (const key in document) {
     if (key === '_id' || key === 'lastEventId' || key === 'deleted') continue
     const value = document[key]
-    row[key] = value instanceof Date ? value.toISOString() : value
+    if (value instanceof Date) {
+      row[key] = value.toISOString()
+      ;(timestamps ??= []).push(key)
+    } else row[key] = value
   }
+  if (timestamps) row[TIMESTAMPS] = timestamps
   return row
 }
 

@@ -1,24 +1,25 @@
 // wal2json format-version 2 messages, as PostgreSQL 15 + wal2json 2.5 wrote them, decoded.
 
 import { describe, expect, test } from 'bun:test'
-import { decodeWal2json, int8FromText, parseArrayLiteral, parseJsonValue, timestampToIso } from '../../src/decode/wal2json.ts'
-import type { TableColumns } from '../../src/decode/types.ts'
+import { decodeWal2json } from '../../src/decode/wal2json.ts'
+import { int8FromText, parseArrayLiteral, parseJsonValue, timestampToIso } from '../../src/decode/values.ts'
+import { type TableColumns, TIMESTAMPS } from '../../src/decode/types.ts'
 import { parseLsn } from '../../src/replication/lsn.ts'
 
 const TASKS: TableColumns = new Map([
   ['public.tasks', [
-    { name: 'id', typeOid: 2950, typeName: 'uuid' },
-    { name: 'workspace_id', typeOid: 2950, typeName: 'uuid' },
-    { name: 'title', typeOid: 25, typeName: 'text' },
-    { name: 'status', typeOid: 25, typeName: 'text' },
-    { name: 'priority', typeOid: 23, typeName: 'integer' },
-    { name: 'assignee_id', typeOid: 2950, typeName: 'uuid' },
-    { name: 'due_at', typeOid: 1184, typeName: 'timestamp with time zone' },
-    { name: 'labels', typeOid: 1009, typeName: 'text[]' },
-    { name: 'description', typeOid: 25, typeName: 'text' },
-    { name: 'metadata', typeOid: 3802, typeName: 'jsonb' },
-    { name: 'created_at', typeOid: 1184, typeName: 'timestamp with time zone' },
-    { name: 'updated_at', typeOid: 1184, typeName: 'timestamp with time zone' },
+    { name: 'id', typeOid: 2950, typeName: 'uuid', toastable: false },
+    { name: 'workspace_id', typeOid: 2950, typeName: 'uuid', toastable: false },
+    { name: 'title', typeOid: 25, typeName: 'text', toastable: true },
+    { name: 'status', typeOid: 25, typeName: 'text', toastable: true },
+    { name: 'priority', typeOid: 23, typeName: 'integer', toastable: false },
+    { name: 'assignee_id', typeOid: 2950, typeName: 'uuid', toastable: false },
+    { name: 'due_at', typeOid: 1184, typeName: 'timestamp with time zone', toastable: false },
+    { name: 'labels', typeOid: 1009, typeName: 'text[]', toastable: true },
+    { name: 'description', typeOid: 25, typeName: 'text', toastable: true },
+    { name: 'metadata', typeOid: 3802, typeName: 'jsonb', toastable: true },
+    { name: 'created_at', typeOid: 1184, typeName: 'timestamp with time zone', toastable: false },
+    { name: 'updated_at', typeOid: 1184, typeName: 'timestamp with time zone', toastable: false },
   ]],
 ])
 
@@ -75,7 +76,7 @@ describe('transaction frame', () => {
 })
 
 describe('row changes', () => {
-  test('I decodes every column by type, with the change lsn, schema and table', () => {
+  test('I decodes every column by type, with the change lsn, schema and table, and names its timestamps', () => {
     expect(decodeWal2json(INSERT, NONE)).toEqual({
       kind: 'insert',
       schema: 'public',
@@ -86,12 +87,13 @@ describe('row changes', () => {
         name: 'w1',
         created_at: '2026-11-28T02:01:09.262Z',
         updated_at: '2026-11-28T02:01:09.262Z',
+        [TIMESTAMPS]: ['created_at', 'updated_at'],
       },
     })
   })
 
   test('U decodes the new row, the identity, and names the columns PostgreSQL left out as unchanged TOAST', () => {
-    expect(decodeWal2json(UPDATE, TASKS)).toEqual({
+    expect(decodeWal2json(UPDATE, TASKS, null, 'after')).toEqual({
       kind: 'update',
       schema: 'public',
       table: 'tasks',
@@ -108,15 +110,35 @@ describe('row changes', () => {
         metadata: { k: [1, 2.5, { z: null }] },
         created_at: '2026-11-28T02:01:25.036Z',
         updated_at: '2026-11-28T02:01:25.036Z',
+        [TIMESTAMPS]: ['due_at', 'created_at', 'updated_at'],
       },
       identity: { id: '22222222-2222-2222-2222-222222222222' },
       unchangedToast: ['description'],
     })
   })
 
+  test('U whose columns are those of the list is not marked; one that lacks or adds a column is, until the list is read after it', () => {
+    const whole = edit(UPDATE, m => { m.columns.splice(8, 0, { name: 'description', type: 'text', typeoid: 25, value: 'd' }) })
+    expect(decodeWal2json(whole, TASKS)).toMatchObject({ kind: 'update', unchangedToast: [] })
+    expect(decodeWal2json(whole, TASKS)).not.toHaveProperty('columnsDiffer')
+    // Left out: an unchanged TOAST value, or a column dropped since the list was read.
+    expect(decodeWal2json(UPDATE, TASKS)).toMatchObject({ columnsDiffer: true })
+    // Renamed since: the new name is not in the list.
+    const renamed = edit(whole, m => { m.columns[8].name = 'details' })
+    expect(decodeWal2json(renamed, TASKS)).toMatchObject({ columnsDiffer: true })
+    // Added since.
+    const added = edit(whole, m => { m.columns.push({ name: 'archived', type: 'boolean', typeoid: 16, value: false }) })
+    expect(decodeWal2json(added, TASKS)).toMatchObject({ columnsDiffer: true })
+    // A list read after the change is its table's schema: a plain column it lacks came later, never a TOAST value.
+    const beforeDueAt = edit(whole, m => { m.columns = m.columns.filter((c: { name: string }) => c.name !== 'due_at' && c.name !== 'description') })
+    const fresh = decodeWal2json(beforeDueAt, TASKS, null, 'after')
+    expect(fresh).toMatchObject({ kind: 'update', unchangedToast: ['description'] })
+    expect(fresh).not.toHaveProperty('columnsDiffer')
+  })
+
   test('U lists unchanged TOAST columns in table order, and none for a table it does not know', () => {
     const sparse = edit(UPDATE, m => { m.columns = m.columns.filter((c: { name: string }) => c.name !== 'labels' && c.name !== 'metadata') })
-    const known = decodeWal2json(sparse, TASKS)
+    const known = decodeWal2json(sparse, TASKS, null, 'after')
     const unknown = decodeWal2json(sparse, NONE)
     if (known.kind !== 'update' || unknown.kind !== 'update') throw new Error('expected updates')
     expect(known.unchangedToast).toEqual(['labels', 'description', 'metadata'])
@@ -125,9 +147,9 @@ describe('row changes', () => {
   })
 
   test('U names a left-out column even when its name is also an Object.prototype key', () => {
-    const columns: TableColumns = new Map([['public.t', [{ name: 'id', typeOid: 23, typeName: 'integer' }, { name: 'constructor', typeOid: 25, typeName: 'text' }]]])
+    const columns: TableColumns = new Map([['public.t', [{ name: 'id', typeOid: 23, typeName: 'integer', toastable: false }, { name: 'constructor', typeOid: 25, typeName: 'text', toastable: true }]]])
     const payload = edit(insertOf({ name: 'id', typeoid: 23, value: 1 }), m => { m.action = 'U' })
-    const message = decodeWal2json(payload, columns)
+    const message = decodeWal2json(payload, columns, null, 'after')
     expect(message.kind === 'update' && message.unchangedToast).toEqual(['constructor'])
   })
 
@@ -286,7 +308,7 @@ describe('timestamps', () => {
       { name: 'short', typeoid: 1114, value: '2026-11-28 02:01:09.5' },
       { name: 'bc', typeoid: 1114, value: '0010-01-01 00:00:00 BC' },
     ))
-    expect(row).toEqual({ at: '2026-11-28T02:01:09.262Z', whole: '2026-11-28T02:01:09.000Z', short: '2026-11-28T02:01:09.500Z', bc: '-000009-01-01T00:00:00.000Z' })
+    expect(row).toEqual({ at: '2026-11-28T02:01:09.262Z', whole: '2026-11-28T02:01:09.000Z', short: '2026-11-28T02:01:09.500Z', bc: '-000009-01-01T00:00:00.000Z', [TIMESTAMPS]: ['at', 'whole', 'short', 'bc'] })
   })
 
   test('date keeps its YYYY-MM-DD text', () => {

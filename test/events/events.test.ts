@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import type { RowChange } from '../../src/decode/types.ts'
+import { type RowChange, TIMESTAMPS } from '../../src/decode/types.ts'
 import { changeToEvent, rowKey } from '../../src/events/events.ts'
 import { eventId, snapshotEventId, snapshotId } from '../../src/events/ids.ts'
 
@@ -84,6 +84,21 @@ describe('row changes into events', () => {
     const event = changeToEvent(update, transaction, 0, null)
     expect(event.previous?.status).toBe('todo')
     expect(event.transition).toEqual({ from: 'todo', to: 'blocked' })
+  })
+
+  test('each row names its own timestamps, camelCase; an old row from the WAL over a known one keeps the types of both', () => {
+    const typed = { ...taskRow, started_at: '2026-12-01T09:00:00.000Z', [TIMESTAMPS]: ['created_at', 'updated_at', 'started_at'] }
+    const created = changeToEvent({ ...at, kind: 'insert', table: 'tasks', row: typed }, transaction, 0, null)
+    expect(created.data?.[TIMESTAMPS]).toEqual(['createdAt', 'updatedAt', 'startedAt'])
+    // The WAL's old row lacks the large description (unchanged TOAST) and retypes nothing: the known row's
+    // timestamps it does not carry stay named.
+    const known = { ...created.data, archivedAt: '2026-12-02T00:00:00.000Z', [TIMESTAMPS]: ['archivedAt'] }
+    const { description, ...identity } = typed
+    const update: RowChange = { ...at, kind: 'update', table: 'tasks', row: { ...identity, status: 'done' }, identity, unchangedToast: ['description'] }
+    const event = changeToEvent(update, transaction, 1, known)
+    expect(event.previous?.[TIMESTAMPS]).toEqual(['archivedAt', 'createdAt', 'updatedAt', 'startedAt'])
+    expect(event.data?.[TIMESTAMPS]).toEqual(['createdAt', 'updatedAt', 'startedAt'])
+    expect(event.data?.description).toBe(description)
   })
 
   test('a delete is task.deleted with null data, the known row as previous and a transition to null', () => {

@@ -3,6 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { MongoClient } from 'mongodb'
+import { TIMESTAMPS } from '../../src/decode/types.ts'
 import type { TaskEvent } from '../../src/events/events.ts'
 import { createMongoSink } from '../../src/sinks/mongo.ts'
 import { type FerretDb, startFerretDb } from '../support/ferretdb.ts'
@@ -29,12 +30,12 @@ const taskEvent = (commit: number, status: string): TaskEvent => ({
   lsn: `0/${commit.toString(16).toUpperCase()}`,
   xid: commit,
   commitTime: '2026-12-01T00:00:00.000Z',
-  data: { id: 't1', workspaceId: 'w1', status, updatedAt: '2026-12-01T00:00:00.000Z' },
+  data: { id: 't1', workspaceId: 'w1', status, updatedAt: '2026-12-01T00:00:00.000Z', [TIMESTAMPS]: ['updatedAt'] },
   previous: null,
 })
 
 /** A sink on a database of its own; each sink is a connector process's worth of memory. */
-const freshSink = (name: string) => createMongoSink(client, name, new Set(['updatedAt']))
+const freshSink = (name: string) => createMongoSink(client, name)
 
 describe('MongoDB sink', () => {
   test('a later event replaces the row; an earlier one written afterwards, by this sink or another, leaves it alone', async () => {
@@ -64,5 +65,27 @@ describe('MongoDB sink', () => {
     await freshSink(name).writeBatch(batch)
     expect(await client.db(name).collection('task_events').countDocuments()).toBe(2)
     expect(await client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()).toEqual(before)
+  })
+
+  test("each row's own timestamps are dates, whatever other rows hold; an event read back is written with the same types", async () => {
+    const name = `sink_${database++}`
+    const sink = freshSink(name)
+    const later = { ...taskEvent(0x200, 'done'), taskId: 't2' }
+    // A column added later: a timestamp in this row, and a plain string of the same name in another table's row.
+    later.data = { ...later.data!, id: 't2', startedAt: '2026-12-02T08:00:00.000Z', [TIMESTAMPS]: ['updatedAt', 'startedAt'] }
+    const workspace: TaskEvent = { ...taskEvent(0x300, 'x'), type: 'workspace.updated', taskId: null, data: { id: 'w1', startedAt: 'not a time' } }
+    await sink.writeBatch([taskEvent(0x100, 'todo'), later, workspace])
+    const tasks = client.db(name).collection('tasks')
+    expect((await tasks.findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
+    expect((await client.db(name).collection('workspaces').findOne({ _id: 'w1' as never }))!.startedAt).toBe('not a time')
+    const stored = await client.db(name).collection('task_events').findOne({ _id: later.id as never })
+    expect(stored!.data.startedAt).toBeInstanceOf(Date)
+    expect(Object.keys(stored!.data).sort()).toEqual(Object.keys(later.data!).sort())
+
+    const [replayed] = (await sink.storedEvents([later.id])).values()
+    expect(replayed!.data).toEqual(later.data!)
+    const other = `sink_${database++}`
+    await freshSink(other).writeBatch([replayed!])
+    expect((await client.db(other).collection('tasks').findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
   })
 })

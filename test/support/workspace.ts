@@ -23,3 +23,6 @@ export async function createTask(sql: postgres.Sql, workspaceId: string, fields:
   await sql`insert into tasks ${sql(row)}`
   return row.id
 }
+
+/** Random text of 20 kB: it compresses too little to stay in the row, so PostgreSQL moves it to TOAST. */
+export const largeText = () => Array.from({ length: 20_000 / 32 }, () => crypto.randomUUID().replaceAll('-', '')).join('')
