@@ -4,7 +4,7 @@
 
 import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
-import { createHttpApp, type ServiceState, type Status } from './http/server.ts'
+import { createHttpService, type ServiceState, type Status } from './http/server.ts'
 import { camelCase } from './events/events.ts'
 import { runInitialLoad } from './initial-load.ts'
 import type { Logger } from './log.ts'
@@ -96,6 +96,8 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     publisher,
     slot: config.slot,
     log: log.child({ component: 'pipeline' }),
+    onDurable: (events) => http.durable(events),
+    observeSink: (sink, outcome, seconds) => http.observeSink(sink, outcome, seconds),
     onMessage(prefix, content) {
       if (prefix !== MESSAGE_PREFIX) return
       const sentAt = heartbeatSent.get(content)
@@ -125,10 +127,20 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     replicationLatencyMs,
     pendingChanges: source.pendingChanges,
     readingPaused: source.readingPaused,
+    reconnects: source.reconnects,
     ready: state() === 'streaming',
   })
 
-  const server = createHttpApp(status).listen({ hostname: config.http.host, port: config.http.port })
+  const http = createHttpService({
+    status,
+    db: mongo.db,
+    slot: config.slot,
+    pubsub: { ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST },
+    auth: config.auth,
+    maxStreamClients: config.maxStreamClients,
+    log: log.child({ component: 'http' }),
+  })
+  const server = http.app.listen({ hostname: config.http.host, port: config.http.port })
   log.info(`listening on http://${config.http.host}:${config.http.port}`)
 
   const timers: ReturnType<typeof setInterval>[] = []
@@ -179,7 +191,8 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     for (const timer of timers) clearInterval(timer)
     const closed = (async () => {
       await source.stop()
-      await server.stop()
+      await server.stop(true)
+      await http.close()
       await publisher.close()
       await mongoClient.close()
     })()

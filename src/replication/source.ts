@@ -76,6 +76,8 @@ export function openSource(options: SourceOptions) {
   const querySql = postgres({ ...options.connection, max: 1, idle_timeout: 30, onnotice: () => {} })
 
   let state: SourceState = 'starting'
+  // Replication sessions that reached streaming: all but the first are reconnects.
+  let sessions = 0
   let stream: ReplicationStream | null = null
   let paused = false
   let failure: Error | null = null
@@ -194,6 +196,7 @@ export function openSource(options: SourceOptions) {
         stream.pause()
       }
       state = 'streaming'
+      sessions++
       log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}`)
       await stream.closed
     } finally {
@@ -290,6 +293,10 @@ export function openSource(options: SourceOptions) {
     },
     get pendingChanges() {
       return progress.pendingChanges
+    },
+    /** Times the stream was opened again after it had streamed. */
+    get reconnects() {
+      return Math.max(0, sessions - 1)
     },
     get pendingBytes() {
       return progress.pendingBytes
