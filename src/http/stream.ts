@@ -25,10 +25,10 @@ export const EVENT_TYPES: readonly EventType[] = [
 
 // The contract asks for a comment at least every 15 s; 10 s leaves room for a write that waits on a busy loop.
 export const KEEP_ALIVE_MS = 10_000
-// Events a client may have waiting: four full pipeline batches (1,000 events each). A client that reads
-// drains its buffer between batches, so only one that stopped reading gets there. The frames are shared by
-// every client, so a full buffer costs its references, not copies.
-export const MAX_BUFFERED_EVENTS = 4_000
+// What a client may have waiting, in characters of SSE text: about four full pipeline batches (1,000 events)
+// of typical 1 KB events. A client that reads drains its buffer between batches, so only one that stopped
+// reading gets there. Frames are shared by every client, so this bounds the memory a slow client can pin.
+export const MAX_BUFFERED_CHARS = 4 * 1024 * 1024
 // History events sent per chunk: one cursor page's worth, so a catch-up writes in large pieces.
 const HISTORY_CHUNK_EVENTS = 500
 
@@ -51,7 +51,7 @@ export type LiveStreamOptions = {
   metrics: Metrics
   log: Logger
   maxClients: number
-  maxBufferedEvents?: number
+  maxBufferedChars?: number
   keepAliveMs?: number
 }
 
@@ -59,7 +59,7 @@ export type LiveStream = ReturnType<typeof createLiveStream>
 
 export function createLiveStream(options: LiveStreamOptions) {
   const { store, metrics, log } = options
-  const maxBuffered = options.maxBufferedEvents ?? MAX_BUFFERED_EVENTS
+  const maxBuffered = options.maxBufferedChars ?? MAX_BUFFERED_CHARS
   const keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS
   const clients = new Set<Client>()
   // Greatest id announced durable since the process started ('' before the first batch).
@@ -79,6 +79,7 @@ export function createLiveStream(options: LiveStreamOptions) {
     const types = filter.types ? new Set<string>(filter.types) : null
 
     let queue: Frame[] = []
+    let queuedChars = 0
     let catchingUp = request.after !== null
     // Live events were dropped during this history pass: another pass reads them.
     let overflowed = false
@@ -91,14 +92,16 @@ export function createLiveStream(options: LiveStreamOptions) {
     const client: Client = {
       accepts: (event) => (!filter.workspace || event.workspaceId === filter.workspace) && (!types || types.has(event.type)),
       offer(frame) {
-        if (queue.length < maxBuffered) {
+        if (queuedChars + frame.text.length <= maxBuffered) {
           queue.push(frame)
+          queuedChars += frame.text.length
           wake?.()
         } else if (catchingUp) {
           queue = []
+          queuedChars = 0
           overflowed = true
         } else {
-          log.warn(`stream client ${number} disconnected: ${maxBuffered} events waiting, it does not read; it resumes with Last-Event-ID`, {
+          log.warn(`stream client ${number} disconnected: ${queue.length} events (${queuedChars} characters) waiting, it does not read; it resumes with Last-Event-ID`, {
             client: number,
             lastEventId: lastSent,
           })
@@ -115,6 +118,7 @@ export function createLiveStream(options: LiveStreamOptions) {
       clients.delete(client)
       metrics.streamClients.dec()
       queue = []
+      queuedChars = 0
       cursor?.close().catch(() => {})
       cursor = null
       wake?.()
@@ -181,6 +185,7 @@ export function createLiveStream(options: LiveStreamOptions) {
             sent++
           }
         queue = []
+        queuedChars = 0
         if (sent) {
           metrics.streamEvents.inc(sent)
           return text
