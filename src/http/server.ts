@@ -124,6 +124,8 @@ export function createHttpApp(parts: AppParts) {
       const url = request.url
       const target = url.slice(url.indexOf('/', url.indexOf('//') + 2))
       if (target.length > MAX_TARGET_CHARS) return failure(414, 'uri_too_long', `the request target is over ${MAX_TARGET_CHARS} characters`)
+      const repeated = repeatedParameter(target)
+      if (repeated) return failure(400, 'invalid_parameter', `query parameter ${repeated}: given more than once`)
       if (authorize && target.startsWith('/v1/api/') && !(await authorize(request.headers.get('authorization')))) return unauthorized()
     })
     .onError(({ code, error, path, request }) => {
@@ -219,6 +221,18 @@ export function createHttpApp(parts: AppParts) {
         detail: { summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan' },
       },
     )
+}
+
+/** The first query parameter given more than once (every parameter of this API takes one value). */
+function repeatedParameter(target: string): string | null {
+  const query = target.indexOf('?')
+  if (query < 0) return null
+  const seen = new Set<string>()
+  for (const name of new URLSearchParams(target.slice(query)).keys()) {
+    if (seen.has(name)) return name
+    seen.add(name)
+  }
+  return null
 }
 
 /** One line naming the parameter and what is wrong with it (the schema's own `error` text where it has one). */
