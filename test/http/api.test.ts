@@ -136,6 +136,11 @@ describe('input and errors', () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200)
     expect((await connector.info()).state).toBe('streaming')
   })
+
+  test('without --auth-issuer the API is open, and the start-up log says so once', async () => {
+    expect((await fetch(`${base}/v1/api/ws/Snapshot?workspace=${crypto.randomUUID()}`)).status).toBe(200)
+    expect(connector.log().match(/no --auth-issuer/g)).toHaveLength(1)
+  })
 })
 
 describe('metrics and OpenAPI', () => {
