@@ -204,10 +204,12 @@ export function createHttpApp(parts: AppParts) {
     )
     .get(
       '/v1/api/ws/Snapshot',
-      ({ query, headers }) => {
+      ({ query, headers, request, server }) => {
         const format = headers.accept?.includes(NDJSON) ? 'ndjson' : 'json'
         metrics.snapshots.inc({ format })
-        return snapshotResponse(store, query.workspace, format)
+        // A large snapshot's first rows can take longer than the server's idle timeout to come.
+        server?.timeout(request, 0)
+        return snapshotResponse(store, query.workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
       },
       {
         query: t.Object({ workspace: t.Optional(UUID) }, { additionalProperties: false }),

@@ -15,7 +15,8 @@ const PIECE_BYTES = 64 * 1024
 
 type Header = { lsn: string | null; lastEventId: string | null; takenAt: string }
 
-export async function snapshotResponse(store: ApiStore, workspace: string | undefined, format: 'json' | 'ndjson'): Promise<Response> {
+/** `failed` hears of a read that fails mid-body: the client sees the body cut short, the log says why. */
+export async function snapshotResponse(store: ApiStore, workspace: string | undefined, format: 'json' | 'ndjson', failed: (error: Error) => void): Promise<Response> {
   const point = await store.durablePoint()
   const header: Header = { lsn: point?.lsn ?? null, lastEventId: point?.lastEventId ?? null, takenAt: new Date().toISOString() }
   const opened: FindCursor[] = []
@@ -38,6 +39,7 @@ export async function snapshotResponse(store: ApiStore, workspace: string | unde
         } else controller.enqueue(Buffer.from(value))
       } catch (error) {
         close()
+        failed(error as Error)
         controller.error(error)
       }
     },

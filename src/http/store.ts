@@ -11,8 +11,8 @@ import { COLLECTIONS, eventFromDocument, fromDocument } from '../sinks/mongo.ts'
 
 export type EventFilter = { workspace?: string; types?: EventType[] }
 
-/** What a reader resumes from: the checkpoint's LSN, and the greatest event id it covers. */
-export type DurablePoint = { lsn: string; lastEventId: string | null }
+/** The checkpoint: its LSN, and the greatest event id it covers (every event at or below it is durable and published). */
+export type DurablePoint = { lsn: string; lastEventId: string }
 
 // Documents per round trip of a cursor: large enough that a catch-up is not a round trip per event, small
 // enough that a page of large events stays a few MB.
@@ -23,25 +23,16 @@ export type ApiStore = ReturnType<typeof createApiStore>
 export function createApiStore(db: Db, slot: string) {
   const collection = (name: string) => db.collection<Document & { _id: string }>(name)
 
-  /**
-   * The greatest id every event at or below which is durable and published, from the checkpoint:
-   * every event of a commit LSN up to the checkpoint's (null before the first checkpoint).
-   */
-  async function checkpointBound(): Promise<string | null> {
-    const checkpoint = await collection(COLLECTIONS.checkpoints).findOne({ _id: slot })
-    return checkpoint?.lsn ? eventIdRange(parseLsn(checkpoint.lsn)).last : null
-  }
-
   return {
-    checkpointBound,
 
-    /** The checkpoint, and the last stored event it covers: where a Snapshot's reader resumes the Stream. */
+    /**
+     * The checkpoint as a resume point for the Stream: its LSN, and the greatest event id it covers
+     * (`<commit LSN>-FFFFFFFF`). Not necessarily a stored event's id, but as good for `since`, and read
+     * in one lookup where finding the last stored event of a large commit took FerretDB seconds.
+     */
     async durablePoint(): Promise<DurablePoint | null> {
       const checkpoint = await collection(COLLECTIONS.checkpoints).findOne({ _id: slot })
-      if (!checkpoint?.lsn) return null
-      const bound = eventIdRange(parseLsn(checkpoint.lsn)).last
-      const [last] = await collection(COLLECTIONS.events).find({ _id: { $lte: bound } }, { projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).toArray()
-      return { lsn: checkpoint.lsn, lastEventId: last?._id ?? null }
+      return checkpoint?.lsn ? { lsn: checkpoint.lsn, lastEventId: eventIdRange(parseLsn(checkpoint.lsn)).last } : null
     },
 
     /** Stored events with `after` < id ≤ `through`, in id order, that pass the filter. */

@@ -42,7 +42,8 @@ export type StreamRequest = {
   filter: EventFilter
 }
 
-type Frame = { id: string; text: string }
+/** An event as SSE text; `durableAt` (performance.now()) when it came live, for the delay metric. */
+type Frame = { id: string; text: string; durableAt?: number }
 
 type Client = { accepts(event: TaskEvent): boolean; offer(frame: Frame): void }
 
@@ -68,7 +69,7 @@ export function createLiveStream(options: LiveStreamOptions) {
 
   /** The bound of a history pass: every event at or below it is durable, published and stored. */
   async function historyBound(): Promise<string> {
-    const checkpoint = (await store.checkpointBound()) ?? ''
+    const checkpoint = (await store.durablePoint())?.lastEventId ?? ''
     return checkpoint > durableThrough ? checkpoint : durableThrough
   }
 
@@ -178,11 +179,15 @@ export function createLiveStream(options: LiveStreamOptions) {
         }
         let text = ''
         let sent = 0
+        let observed: number | undefined
+        const now = performance.now()
         for (const frame of queue)
           if (frame.id > lastSent) {
             text += frame.text
             lastSent = frame.id
             sent++
+            // Once per batch: its frames share the moment they came.
+            if (frame.durableAt !== undefined && frame.durableAt !== observed) metrics.streamDelay.observe((now - (observed = frame.durableAt)) / 1000)
           }
         queue = []
         queuedChars = 0
@@ -240,9 +245,10 @@ export function createLiveStream(options: LiveStreamOptions) {
       if (!batch.length) return
       durableThrough = batch.at(-1)!.id
       if (!clients.size) return
+      const durableAt = performance.now()
       for (const event of batch) {
         let frame: Frame | null = null
-        for (const client of clients) if (client.accepts(event)) client.offer((frame ??= frameOf(event)))
+        for (const client of clients) if (client.accepts(event)) client.offer((frame ??= { ...frameOf(event), durableAt }))
       }
     },
 

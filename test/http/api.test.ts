@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Document } from 'mongodb'
 import { waitFor } from '../support/ports.ts'
 import { openStream } from '../support/sse.ts'
-import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from '../support/stack.ts'
+import { type Connector, type Stack, lsnValue, publishedEvents, startConnector, startStack, waitCaughtUp } from '../support/stack.ts'
 import { startWorkload, tableDocuments } from '../support/verify.ts'
 import { createWorkspace, insertTasks } from '../support/workspace.ts'
 
@@ -48,7 +48,9 @@ describe('the Snapshot', () => {
   test('JSON and NDJSON equal the tables, whole and per workspace', async () => {
     const json = (await (await fetch(`${base}/v1/api/ws/Snapshot`)).json()) as Document
     expect(json.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)
-    expect(json.lastEventId).toMatch(/^[0-9A-F]{16}-[0-9A-F]{8}$/)
+    // The checkpoint as an event id: every event of its commit LSN is covered.
+    expect(json.lastEventId).toMatch(/^[0-9A-F]{16}-FFFFFFFF$/)
+    expect(lsnValue(json.lsn)).toBe(BigInt('0x' + json.lastEventId.slice(0, 16)))
     expect(Date.parse(json.takenAt)).toBeGreaterThan(Date.now() - 60_000)
     expect(byId(json.tasks)).toEqual(await tableRows('tasks'))
     expect(byId(json.workspaces)).toEqual(await tableRows('workspaces'))
