@@ -88,8 +88,13 @@ export function createHttpService(options: HttpServiceOptions) {
     app,
     /** The pipeline's onDurable: live clients and metrics. */
     durable(batch: TaskEvent[]) {
-      metrics.durable(batch)
-      live.durable(batch)
+      // Called from the pipeline's acknowledgement chain: a failure here must not stop the stream.
+      try {
+        metrics.durable(batch)
+        live.durable(batch)
+      } catch (error) {
+        log.error(`live stream: ${(error as Error).stack ?? error}`)
+      }
     },
     observeSink: metrics.sinkCall,
     async close() {

@@ -25,16 +25,17 @@ export const EVENT_TYPES: readonly EventType[] = [
 
 // The contract asks for a comment at least every 15 s; 10 s leaves room for a write that waits on a busy loop.
 export const KEEP_ALIVE_MS = 10_000
-// What a client may have waiting, in characters of SSE text: about four full pipeline batches (1,000 events)
-// of typical 1 KB events. A client that reads drains its buffer between batches, so only one that stopped
-// reading gets there. Frames are shared by every client, so this bounds the memory a slow client can pin.
-export const MAX_BUFFERED_CHARS = 4 * 1024 * 1024
+// What a client may have waiting, in bytes of SSE text: about four full pipeline batches (1,000 events) of
+// typical 1 KB events. A client that reads drains its buffer between batches, so only one that stopped
+// reading gets there. Frames are encoded once and shared by every client, so this bounds the memory a slow
+// client can pin.
+export const MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 // History events sent per chunk: one cursor page's worth, so a catch-up writes in large pieces.
 const HISTORY_CHUNK_EVENTS = 500
 
-const OPENING = ': stream open\n\n'
-const KEEP_ALIVE = ': keep-alive\n\n'
 const encoder = new TextEncoder()
+const OPENING = encoder.encode(': stream open\n\n')
+const KEEP_ALIVE = encoder.encode(': keep-alive\n\n')
 
 export type StreamRequest = {
   /** Resume after this event id (Last-Event-ID or `since`); null for live events only. */
@@ -42,8 +43,8 @@ export type StreamRequest = {
   filter: EventFilter
 }
 
-/** An event as SSE text; `durableAt` (performance.now()) when it came live, for the delay metric. */
-type Frame = { id: string; text: string; durableAt?: number }
+/** An event as encoded SSE text; `durableAt` (performance.now()) when it came live, for the delay metric. */
+type Frame = { id: string; bytes: Uint8Array; durableAt?: number }
 
 type Client = { accepts(event: TaskEvent): boolean; offer(frame: Frame): void }
 
@@ -52,7 +53,7 @@ export type LiveStreamOptions = {
   metrics: Metrics
   log: Logger
   maxClients: number
-  maxBufferedChars?: number
+  maxBufferedBytes?: number
   keepAliveMs?: number
 }
 
@@ -60,7 +61,7 @@ export type LiveStream = ReturnType<typeof createLiveStream>
 
 export function createLiveStream(options: LiveStreamOptions) {
   const { store, metrics, log } = options
-  const maxBuffered = options.maxBufferedChars ?? MAX_BUFFERED_CHARS
+  const maxBuffered = options.maxBufferedBytes ?? MAX_BUFFERED_BYTES
   const keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS
   const clients = new Set<Client>()
   // Greatest id announced durable since the process started ('' before the first batch).
@@ -80,7 +81,7 @@ export function createLiveStream(options: LiveStreamOptions) {
     const types = filter.types ? new Set<string>(filter.types) : null
 
     let queue: Frame[] = []
-    let queuedChars = 0
+    let queuedBytes = 0
     let catchingUp = request.after !== null
     // Live events were dropped during this history pass: another pass reads them.
     let overflowed = false
@@ -93,22 +94,26 @@ export function createLiveStream(options: LiveStreamOptions) {
     const client: Client = {
       accepts: (event) => (!filter.workspace || event.workspaceId === filter.workspace) && (!types || types.has(event.type)),
       offer(frame) {
-        if (queuedChars + frame.text.length <= maxBuffered) {
+        // An empty buffer takes any event, so that one larger than the limit cannot shut a reader out.
+        if (!queue.length || queuedBytes + frame.bytes.length <= maxBuffered) {
           queue.push(frame)
-          queuedChars += frame.text.length
+          queuedBytes += frame.bytes.length
           wake?.()
         } else if (catchingUp) {
           queue = []
-          queuedChars = 0
+          queuedBytes = 0
           overflowed = true
         } else {
-          log.warn(`stream client ${number} disconnected: ${queue.length} events (${queuedChars} characters) waiting, it does not read; it resumes with Last-Event-ID`, {
+          log.warn(`stream client ${number} disconnected: ${queue.length} events (${queuedBytes} bytes) waiting, it does not read; it resumes with Last-Event-ID`, {
             client: number,
             lastEventId: lastSent,
           })
           metrics.streamDropped.inc()
           release()
-          controller.error(new Error('stream client too slow'))
+          // Ends the response; a stream the runtime already closed has nothing left to end.
+          try {
+            controller.error(new Error('stream client too slow'))
+          } catch {}
         }
       },
     }
@@ -119,39 +124,39 @@ export function createLiveStream(options: LiveStreamOptions) {
       clients.delete(client)
       metrics.streamClients.dec()
       queue = []
-      queuedChars = 0
+      queuedBytes = 0
       cursor?.close().catch(() => {})
       cursor = null
       wake?.()
     }
 
-    /** Up to a chunk of history; '' when a pass ended (then the next call starts another, or goes live). */
-    async function historyChunk(): Promise<string> {
+    /** Up to a chunk of history; null when a pass ended (then the next call starts another, or goes live). */
+    async function historyChunk(): Promise<Uint8Array | null> {
       if (!cursor) {
         overflowed = false
         const through = await historyBound()
-        if (closed) return ''
+        if (closed) return null
         if (through <= lastSent) {
           catchingUp = false
-          return ''
+          return null
         }
         cursor = store.history(lastSent, through, filter)
       }
-      let text = ''
+      const frames: Uint8Array[] = []
       for (let sent = 0; sent < HISTORY_CHUNK_EVENTS; sent++) {
         const event = await cursor.next()
-        if (closed) return ''
+        if (closed) return null
         if (!event) {
           await cursor.close()
           cursor = null
           if (!overflowed) catchingUp = false
           break
         }
-        text += frameOf(event).text
+        frames.push(frameOf(event).bytes)
         lastSent = event.id
-        metrics.streamEvents.inc()
       }
-      return text
+      metrics.streamEvents.inc(frames.length)
+      return frames.length ? Buffer.concat(frames) : null
     }
 
     /** Resolves true when an event arrives, false after `ms` without one. */
@@ -169,31 +174,29 @@ export function createLiveStream(options: LiveStreamOptions) {
       })
     }
 
-    /** The next text to send; null once the client is gone. */
-    async function next(): Promise<string | null> {
+    /** The next bytes to send; null once the client is gone. */
+    async function next(): Promise<Uint8Array | null> {
       while (!closed) {
         if (catchingUp) {
-          const text = await historyChunk()
-          if (text) return text
+          const chunk = await historyChunk()
+          if (chunk) return chunk
           continue
         }
-        let text = ''
-        let sent = 0
+        const frames: Uint8Array[] = []
         let observed: number | undefined
         const now = performance.now()
         for (const frame of queue)
           if (frame.id > lastSent) {
-            text += frame.text
+            frames.push(frame.bytes)
             lastSent = frame.id
-            sent++
             // Once per batch: its frames share the moment they came.
             if (frame.durableAt !== undefined && frame.durableAt !== observed) metrics.streamDelay.observe((now - (observed = frame.durableAt)) / 1000)
           }
         queue = []
-        queuedChars = 0
-        if (sent) {
-          metrics.streamEvents.inc(sent)
-          return text
+        queuedBytes = 0
+        if (frames.length) {
+          metrics.streamEvents.inc(frames.length)
+          return frames.length === 1 ? frames[0]! : Buffer.concat(frames)
         }
         if (!(await woken(keepAliveMs)) && !closed) return KEEP_ALIVE
       }
@@ -208,13 +211,13 @@ export function createLiveStream(options: LiveStreamOptions) {
       {
         start(streamController) {
           controller = streamController
-          controller.enqueue(encoder.encode(OPENING))
+          controller.enqueue(OPENING)
         },
         async pull(streamController) {
           try {
-            const text = await next()
-            if (text === null) return
-            streamController.enqueue(encoder.encode(text))
+            const chunk = await next()
+            if (chunk === null) return
+            streamController.enqueue(chunk)
           } catch (error) {
             if (closed) return
             log.warn(`stream client ${number} ended: ${(error as Error).message}`, { client: number })
@@ -259,5 +262,5 @@ export function createLiveStream(options: LiveStreamOptions) {
 }
 
 function frameOf(event: TaskEvent): Frame {
-  return { id: event.id, text: `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n` }
+  return { id: event.id, bytes: encoder.encode(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) }
 }
