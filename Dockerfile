@@ -1,7 +1,6 @@
 # syntax=docker/dockerfile:1
 # tag-connector as one compiled Bun binary in an image built FROM scratch: the binary, the C libraries and
-# dynamic loader it links against (found with ldd, so the same file builds for amd64 and arm64), CA
-# certificates, and nothing else: no shell, no package manager.
+# dynamic loader it links against, CA certificates, and nothing else (scripts/rootfs.sh says exactly what).
 #   docker build --build-arg COMMIT=$(git rev-parse --short HEAD) -t tag-connector .
 #   docker run --rm tag-connector version
 
@@ -18,15 +17,9 @@ ARG COMMIT=unknown
 RUN bun build --compile --minify-whitespace --minify-syntax --define "TC_BUILD_COMMIT=\"${COMMIT}\"" \
       src/cli.ts --outfile /out/tag-connector \
  && /out/tag-connector version
-# The final image's whole file system, in /rootfs. Without nsswitch.conf glibc would ask DNS before
-# /etc/hosts, and "localhost" might not resolve.
-RUN set -eu; mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp; chmod 1777 /rootfs/tmp; \
-    for lib in $(ldd /out/tag-connector | grep -o '/[^ ]*'); do cp --parents -L "$lib" /rootfs/; done; \
-    cp /out/tag-connector /rootfs/tag-connector; \
-    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \
-    echo 'tag-connector:x:65532:65532:tag-connector:/nonexistent:/sbin/nologin' >/rootfs/etc/passwd; \
-    echo 'tag-connector:x:65532:' >/rootfs/etc/group; \
-    printf 'passwd: files\ngroup: files\nhosts: files dns\n' >/rootfs/etc/nsswitch.conf
+# The final image's whole file system, in /rootfs: scripts/rootfs.sh, which the tests run too.
+COPY scripts/rootfs.sh ./scripts/
+RUN sh scripts/rootfs.sh /rootfs /out/tag-connector
 
 FROM scratch
 COPY --from=build /rootfs/ /

@@ -31,6 +31,8 @@ ferretdb_current() {
 # - it used the index only for a filter of _id alone; a filter of _id and more (the connector's guarded
 #   replace, {_id, lastEventId: {$lt: …}}) scanned too. The _id condition now goes to SQLite whatever else
 #   the filter holds; FerretDB applies the whole filter to what comes back, as it always does.
+# - a lookup of many documents by key, {_id: {$in: [...]}} (MongoDB's idiom, which the connector uses), scanned
+#   the table; the ids now go to SQLite as `… IN (…)` on the same index.
 # The patch's checksum, stamped beside the binary, lets the skip check tell a build of this patch from others.
 FERRETDB_PATCH=$(sha256sum "$root/scripts/ferretdb-sqlite.patch" | cut -c1-16)
 

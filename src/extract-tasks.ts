@@ -1,6 +1,8 @@
 // The extract-tasks service: slot → pipeline → MongoDB and Pub/Sub, with the HTTP API beside it.
 // Start-up order matters: the sinks are checked first (a missing topic is a start-up error, not a
 // stream held forever), then the slot is opened where the checkpoint says, and the stream begins.
+// Guarantees: a stop (SIGTERM/SIGINT) at any moment, start-up included, exits cleanly and leaves nothing
+// half-done; a slot is streamed from only when the checkpoint records that its initial load finished.
 
 import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
@@ -10,11 +12,13 @@ import { runInitialLoad } from './initial-load.ts'
 import type { Logger } from './log.ts'
 import { createPipeline } from './pipeline.ts'
 import { formatLsn, parseLsn, ZERO_LSN } from './replication/lsn.ts'
-import { dropSlot, readSlot } from './replication/slot.ts'
+import { readSlot } from './replication/slot.ts'
 import { openSource } from './replication/source.ts'
-import { describeTables } from './replication/tables.ts'
-import { connectMongo, createMongoSink } from './sinks/mongo.ts'
+import { MissingTableError, describeTables } from './replication/tables.ts'
+import { StopRequested, unlessStopped } from './retry.ts'
+import { connectMongo, createMongoSink, mongoAddress } from './sinks/mongo.ts'
 import { createPublisher } from './sinks/pubsub.ts'
+import { Unreachable } from './unreachable.ts'
 import { PROGRAM, VERSION } from './version.ts'
 
 export const TRACKED_TABLES = ['workspaces', 'tasks']
@@ -33,6 +37,62 @@ const CLOSE_AFTER_GIVING_UP_MS = 2_000
 
 export async function extractTasks(config: ExtractTasksConfig, log: Logger): Promise<void> {
   const startedAt = Date.now()
+  // The stop, wired before anything else: a signal during start-up is a clean stop too.
+  const stop = new AbortController()
+  // Closed in reverse order at the end, whatever was opened by then.
+  const closers: (() => Promise<unknown>)[] = []
+  let inFlightBatches = () => 0
+
+  // A stop that takes longer than its grace, or a second signal, gives up on the work under way: the
+  // program exits once `extractTasks` returns, whatever is left running.
+  let grace: ReturnType<typeof setTimeout> | undefined
+  let giveUp = () => {}
+  const givenUp = new Promise<void>((resolve) => (giveUp = resolve))
+  const stopWithoutWaiting = (why: string) => {
+    log.warn(`${why}: stopping without the batches in flight (${inFlightBatches()}); the next start replays them`)
+    giveUp()
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) return stopWithoutWaiting(`${signal} again`)
+    log.info(`${signal}: stopping after the batches in flight (at most ${STOP_GRACE_MS / 1000} s)`)
+    grace = setTimeout(() => stopWithoutWaiting(`not done in ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS)
+    stop.abort()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+
+  try {
+    await Promise.race([
+      serve({ config, log, startedAt, signal: stop.signal, closers, exposeInFlight: (count) => (inFlightBatches = count) }),
+      givenUp,
+    ])
+  } catch (error) {
+    if (!(error instanceof StopRequested)) throw error
+    log.info(`stopped during start-up (${error.message})`)
+  } finally {
+    // Once given up, closing does not wait for a server that does not answer either.
+    const closed = (async () => {
+      for (const close of closers.reverse()) await close().catch(() => {})
+    })()
+    await Promise.race([closed, givenUp.then(() => Bun.sleep(CLOSE_AFTER_GIVING_UP_MS))])
+    clearTimeout(grace)
+    process.off('SIGTERM', onSignal)
+    process.off('SIGINT', onSignal)
+  }
+}
+
+type ServeOptions = {
+  config: ExtractTasksConfig
+  log: Logger
+  startedAt: number
+  signal: AbortSignal
+  closers: (() => Promise<unknown>)[]
+  exposeInFlight(count: () => number): void
+}
+
+/** Starts everything and streams until the signal fires; each start-up step gives way to the signal at once. */
+async function serve({ config, log, startedAt, signal, closers, exposeInFlight }: ServeOptions): Promise<void> {
+  const step = <T>(what: string, work: Promise<T>) => unlessStopped(work, signal, what)
   const connection: postgres.Options<{}> = {
     host: config.postgres.host,
     port: config.postgres.port,
@@ -41,36 +101,44 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     password: config.postgres.password?.reveal(),
     connect_timeout: 10,
   }
+  const postgresAddress = `postgresql://${config.postgres.user}@${config.postgres.host}:${config.postgres.port}/${config.postgres.database}`
+  log.info(`starting: slot ${config.slot} of ${postgresAddress}, MongoDB ${mongoAddress(config.mongo.url)} database ${config.mongo.database}, Pub/Sub topic ${config.pubsub.topic}`)
 
   const catalog = postgres({ ...connection, max: 1, onnotice: () => {} })
-  const columns = await describeTables(catalog, config.schema, TRACKED_TABLES).finally(() => catalog.end({ timeout: 1 }))
+  const columns = await step(
+    'reading the tables from PostgreSQL',
+    describeTables(catalog, config.schema, TRACKED_TABLES).catch((error) => {
+      throw error instanceof MissingTableError ? error : new Unreachable('PostgreSQL', postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
+    }),
+  ).finally(() => catalog.end({ timeout: 1 }))
   const timestampFields = new Set(
     [...columns.values()].flat().filter((column) => TIMESTAMP_TYPES.has(column.typeOid)).map((column) => camelCase(column.name)),
   )
 
-  const mongoClient = await connectMongo(config.mongo.url)
+  const mongoClient = await step('connecting to MongoDB', connectMongo(config.mongo.url))
+  closers.push(() => mongoClient.close())
   const mongo = createMongoSink(mongoClient, config.mongo.database, timestampFields)
-  await mongo.ensureIndexes()
+  const mongoStep = <T>(what: string, work: Promise<T>) =>
+    step(what, work.catch((error) => Promise.reject(new Unreachable('MongoDB', mongoAddress(config.mongo.url), what, error))))
+  await mongoStep(`creating the indexes of database ${config.mongo.database}`, mongo.ensureIndexes())
   const publisher = createPublisher({ ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST })
-  await publisher.start()
+  closers.push(() => publisher.close())
+  await step('checking the Pub/Sub topic', publisher.start())
 
-  const checkpoint = await mongo.readCheckpoint(config.slot)
-  if (checkpoint?.initialLoad === 'running') {
-    // A load cut short: its slot's snapshot is gone, so the load starts over from a fresh slot.
-    log.warn(`the initial load of slot ${config.slot} did not finish; dropping the slot to load again`)
-    const admin = postgres({ ...connection, max: 1, onnotice: () => {} })
-    await dropSlot(admin, config.slot).finally(() => admin.end({ timeout: 1 }))
-  }
-  const existingSlot = await (async () => {
-    const admin = postgres({ ...connection, max: 1, onnotice: () => {} })
-    return readSlot(admin, config.slot).finally(() => admin.end({ timeout: 1 }))
-  })()
-  const resumeLsn = checkpoint && checkpoint.initialLoad !== 'running' && existingSlot ? parseLsn(checkpoint.lsn) : ZERO_LSN
+  const checkpoint = await mongoStep(`reading the checkpoint of slot ${config.slot}`, mongo.readCheckpoint(config.slot))
+  const existingSlot = await step(
+    'reading the slot',
+    (async () => {
+      const admin = postgres({ ...connection, max: 1, onnotice: () => {} })
+      return readSlot(admin, config.slot).finally(() => admin.end({ timeout: 1 }))
+    })(),
+  )
+  const loadFinished = checkpoint?.initialLoad === 'done'
+  const resumeLsn = loadFinished && existingSlot && checkpoint.lsn ? parseLsn(checkpoint.lsn) : ZERO_LSN
 
   let heartbeatSent = new Map<string, number>()
   let replicationLatencyMs: number | null = null
   let lagBytes: number | null = null
-  let stopping = false
 
   const source = openSource({
     connection,
@@ -81,14 +149,26 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     statusIntervalMs: config.statusIntervalMs,
     messagePrefix: MESSAGE_PREFIX,
     log: log.child({ component: 'replication' }),
+    signal,
+    // Read again here rather than trusted from start-up: the slot may have been held by another process then.
+    async acceptSlot() {
+      if (config.initialLoad === 'never') return true
+      let current = checkpoint
+      await pipeline.retryMongo(async () => void (current = await mongo.readCheckpoint(config.slot)))
+      return current?.initialLoad === 'done'
+    },
+    // Recorded before the slot exists, so that no slot is ever left without a record of its unfinished load.
+    beforeCreateSlot: () => pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: config.slot, initialLoad: 'running', loadedAt: null })),
     async onSlotCreated(slot, stopRequested) {
       if (config.initialLoad === 'never') {
-        await pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn: formatLsn(slot.consistentPoint), initialLoad: 'done' }))
+        const lsn = formatLsn(slot.consistentPoint)
+        await pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
         return
       }
       await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliver, retryMongo: pipeline.retryMongo, log, stopRequested })
     },
   })
+  closers.push(() => source.stop())
 
   const pipeline = createPipeline({
     source,
@@ -96,6 +176,7 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     publisher,
     slot: config.slot,
     log: log.child({ component: 'pipeline' }),
+    signal,
     onDurable: (events) => http.durable(events),
     observeSink: (sink, outcome, seconds) => http.observeSink(sink, outcome, seconds),
     onMessage(prefix, content) {
@@ -106,9 +187,10 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
       heartbeatSent.delete(content)
     },
   })
+  exposeInFlight(() => pipeline.state.inFlightBatches)
 
   const state = (): ServiceState => {
-    if (stopping) return 'stopping'
+    if (signal.aborted) return 'stopping'
     if (source.state === 'starting') return 'starting'
     if (source.state === 'streaming' && !pipeline.state.failingSinks.length) return 'streaming'
     return 'reconnecting'
@@ -140,10 +222,14 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     maxStreamClients: config.maxStreamClients,
     log: log.child({ component: 'http' }),
   })
+  closers.push(() => http.close())
   const server = http.app.listen({ hostname: config.http.host, port: config.http.port })
+  // Closing active connections too: SSE clients would otherwise hold the stop.
+  closers.push(() => server.stop(true))
   log.info(`listening on http://${config.http.host}:${config.http.port}`)
 
   const timers: ReturnType<typeof setInterval>[] = []
+  closers.push(async () => timers.forEach(clearInterval))
   if (config.heartbeatIntervalMs > 0)
     timers.push(
       setInterval(() => {
@@ -165,42 +251,9 @@ export async function extractTasks(config: ExtractTasksConfig, log: Logger): Pro
     }, LAG_POLL_MS),
   )
 
-  // A stop that takes longer than its grace, or a second signal, gives up on the work under way: the
-  // program exits once `extractTasks` returns, whatever is left running.
-  let grace: ReturnType<typeof setTimeout> | undefined
-  let giveUp = () => {}
-  const givenUp = new Promise<void>((resolve) => (giveUp = resolve))
-  const stopWithoutWaiting = (why: string) => {
-    log.warn(`${why}: stopping without the batches in flight (${pipeline.state.inFlightBatches}); the next start replays them`)
-    giveUp()
-  }
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return stopWithoutWaiting(`${signal} again`)
-    stopping = true
-    log.info(`${signal}: stopping after the batches in flight (at most ${STOP_GRACE_MS / 1000} s)`)
-    grace = setTimeout(() => stopWithoutWaiting(`not done in ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS)
-    // A failure here fails pipeline.run() too, which reports it.
-    pipeline.stop().then(() => source.stop()).catch(() => {})
-  }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
-
-  try {
-    await Promise.race([pipeline.run(), givenUp])
-  } finally {
-    for (const timer of timers) clearInterval(timer)
-    const closed = (async () => {
-      await source.stop()
-      await server.stop(true)
-      await http.close()
-      await publisher.close()
-      await mongoClient.close()
-    })()
-    // Once given up, closing does not wait for a server that does not answer either.
-    await Promise.race([closed, givenUp.then(() => Bun.sleep(CLOSE_AFTER_GIVING_UP_MS))])
-    clearTimeout(grace)
-    process.off('SIGTERM', onSignal)
-    process.off('SIGINT', onSignal)
-    log.info(`stopped at ${formatLsn(source.confirmedLsn)}`)
-  }
+  // On a stop, the batches in flight finish (or are given up by their retries), then the source closes.
+  signal.addEventListener('abort', () => void pipeline.stop().then(() => source.stop()), { once: true })
+  await pipeline.run()
+  await source.stop()
+  log.info(`stopped at ${formatLsn(source.confirmedLsn)}`)
 }

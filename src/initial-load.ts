@@ -1,8 +1,8 @@
 // The initial load (contract section 2): the rows that exist when the slot is created, read inside the
 // snapshot the slot exported, sent through the same sinks as `*.snapshot` events with source `initial`.
 // Guarantees: nothing is missed or counted twice between load and stream (the snapshot is the slot's
-// consistent point); memory stays flat (keyset pages); the checkpoint says `running` until the load is
-// whole, so a load cut short is redone from a fresh slot on the next start.
+// consistent point); memory stays flat (keyset pages); the checkpoint says `running` (written before the
+// slot was created) until the load is whole, so a load cut short is redone from a fresh slot on the next start.
 
 import postgres from 'postgres'
 import { decodeValue } from './decode/wal2json.ts'
@@ -11,6 +11,7 @@ import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/e
 import { eventId } from './events/ids.ts'
 import type { Logger } from './log.ts'
 import { formatLsn } from './replication/lsn.ts'
+import { StopRequested } from './retry.ts'
 import type { CreatedSlot } from './replication/slot.ts'
 import { quoteIdentifier, quoteLiteral } from './replication/slot.ts'
 import { describeTables } from './replication/tables.ts'
@@ -43,7 +44,6 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
   const lsn = formatLsn(slot.consistentPoint)
   const startedAt = new Date().toISOString()
-  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'running' }))
   log.info(`initial load from snapshot ${slot.snapshotName} at ${lsn}`)
 
   // Text output in UTC and ISO, as the stream's walsender writes it.
@@ -76,7 +76,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
           await options.deliver(events)
           if (options.stopRequested?.()) {
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
-            throw new Error('initial load stopped')
+            throw new StopRequested('the initial load')
           }
           after = page.at(-1)!.key
         }
@@ -89,7 +89,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   const firstLoaded = eventId(slot.consistentPoint, 0)
   await retryMongo(() => mongo.tombstoneOlderThan('tasks', firstLoaded))
   await retryMongo(() => mongo.tombstoneOlderThan('workspaces', firstLoaded))
-  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done' }))
+  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
   log.info(`initial load done: ${ordinal} rows`)
   return ordinal
 }

@@ -94,3 +94,10 @@ function errorFields(error: Error, withStack: boolean): LogFields {
     ...(withStack && error.stack ? { stack: error.stack } : {}),
   }
 }
+
+/** An error as one line for the log: its message's first line, with its code where the message lacks it. */
+export function errorLine(error: unknown): string {
+  const { message, code } = (error ?? {}) as { message?: string; code?: unknown }
+  const text = (message || String(error)).split('\n')[0]!
+  return code !== undefined && !text.includes(String(code)) ? `${text} [${code}]` : text
+}

@@ -10,9 +10,10 @@
 import type { DecodedMessage, RowChange } from './decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from './events/events.ts'
 import { type RowRef, createRowStates } from './events/row-states.ts'
-import type { Logger } from './log.ts'
+import { type Logger, errorLine } from './log.ts'
 import { formatLsn, lsnToHex16, type Lsn } from './replication/lsn.ts'
-import { type Source, backoffDelay } from './replication/source.ts'
+import type { Source } from './replication/source.ts'
+import { StopRequested, backoffDelay, sleep, unlessStopped } from './retry.ts'
 import type { MongoSink } from './sinks/mongo.ts'
 import type { Publisher } from './sinks/pubsub.ts'
 
@@ -47,6 +48,11 @@ export type PipelineOptions = {
   observeSink?(sink: SinkName, outcome: 'ok' | 'failed', seconds: number): void
   /** Called with every logical message of our prefix (the heartbeat's round trip ends here). */
   onMessage?(prefix: string, content: string): void
+  /**
+   * The process's stop: reading ends, attempts under way may still finish, but no failed one is made again
+   * (what was not delivered is replayed on the next start, the slot not being confirmed past it).
+   */
+  signal?: AbortSignal
 }
 
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
@@ -73,6 +79,7 @@ export function createPipeline(options: PipelineOptions) {
   const maxInFlight = options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT
   const retryDelays = options.retry ?? DEFAULT_RETRY
   const rows = createRowStates(options.rowCacheSize ?? DEFAULT_ROW_CACHE)
+  const signal = options.signal ?? new AbortController().signal
   // Number of the batch being built: the rows it writes stay pinned in `rows` until it is durable.
   let batchNumber = 0
 
@@ -84,7 +91,6 @@ export function createPipeline(options: PipelineOptions) {
   let tail: Promise<void> = Promise.resolve()
   let inFlight = 0
   let slotFreed: (() => void) | null = null
-  let stopping = false
   // Operations of each sink that failed and have not succeeded since: a sink is failing while any is.
   const failing: Record<SinkName, number> = { mongo: 0, pubsub: 0 }
   const stats = { eventsTotal: 0, lastEventId: null as string | null }
@@ -97,9 +103,11 @@ export function createPipeline(options: PipelineOptions) {
         return
       } catch (error) {
         if (attempt === 1) failing[sink]++
+        if (signal.aborted) throw new StopRequested(`${sink} failed while stopping (${errorLine(error)})`)
         const delay = backoffDelay(attempt, retryDelays.initialDelayMs, retryDelays.maxDelayMs)
-        log.warn(`${sink} write failed (${describe(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
-        await Bun.sleep(delay)
+        log.warn(`${sink} failed (${errorLine(error)}); retry ${attempt} in ${Math.round(delay)} ms, stream held`)
+        await sleep(delay, signal)
+        if (signal.aborted) throw new StopRequested(`${sink} failed while stopping (${errorLine(error)})`)
       }
     }
   }
@@ -142,7 +150,7 @@ export function createPipeline(options: PipelineOptions) {
       await Promise.all([delivered, previous])
       if (batch.commitLsn !== null) {
         const lsn = formatLsn(batch.commitLsn)
-        await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn, initialLoad: 'done' }))
+        await withRetry('mongo', () => mongo.writeCheckpoint({ slot: options.slot, lsn }))
       }
       source.acknowledge(batch.lastSeq)
       rows.release(number, rowsOf(batch.events))
@@ -150,10 +158,12 @@ export function createPipeline(options: PipelineOptions) {
       slotFreed?.()
       options.onDurable?.(batch.events)
     })()
+    // Observed by the next batch or by run(); until then a stop's give-up is not an unhandled rejection.
+    tail.catch(() => {})
   }
 
   async function waitForSlot() {
-    while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFreed = resolve))
+    while (inFlight >= maxInFlight) await unlessStopped(new Promise<void>((resolve) => (slotFreed = resolve)), signal, 'stopping with every batch slot taken')
     slotFreed = null
   }
 
@@ -251,13 +261,18 @@ export function createPipeline(options: PipelineOptions) {
   return {
     /** Reads and dispatches until stopped; rejects when the source fails for good. */
     async run() {
-      await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
-      while (!stopping) {
-        const { firstSeq, messages } = await source.read()
-        if (!messages.length) break
-        await consume(firstSeq, messages)
+      try {
+        await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
+        while (!signal.aborted) {
+          const { firstSeq, messages } = await source.read()
+          if (!messages.length) break
+          await consume(firstSeq, messages)
+        }
+        await tail
+      } catch (error) {
+        if (!(error instanceof StopRequested)) throw error
+        log.warn(`${error.message}: stopping without the batches in flight (${inFlight}); the next start replays them`)
       }
-      await tail
     },
 
     deliver,
@@ -265,10 +280,9 @@ export function createPipeline(options: PipelineOptions) {
     /** Runs a MongoDB operation until it succeeds, counted in `failingSinks` as the pipeline's own. */
     retryMongo: (work: () => Promise<void>) => withRetry('mongo', work),
 
-    /** Stops reading, lets the batches in flight finish, and leaves the source to be stopped. */
+    /** Waits for the batches in flight to finish or be given up (once the signal fired); never rejects. */
     async stop() {
-      stopping = true
-      await tail
+      await tail.catch(() => {})
     },
 
     get state() {
@@ -295,9 +309,4 @@ export async function withDeadline(work: Promise<void>, ms: number): Promise<voi
   } finally {
     clearTimeout(timer)
   }
-}
-
-function describe(error: unknown): string {
-  const { message, code } = (error ?? {}) as { message?: string; code?: unknown }
-  return `${message ?? String(error)}${code !== undefined ? ` [${code}]` : ''}`.split('\n')[0]!
 }

@@ -1,24 +1,28 @@
-// extract-tasks end to end against real PostgreSQL, FerretDB and the Pub/Sub emulator.
+// extract-tasks end to end against real PostgreSQL, FerretDB and the Pub/Sub emulator; twice, with FerretDB
+// on each of its backends, so that nothing depends on one server's quirks.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { FerretDbBackend } from './support/ferretdb.ts'
 import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
 import { createTask, createWorkspace } from './support/workspace.ts'
 
-let stack: Stack
-let connector: Connector
+const BACKENDS: FerretDbBackend[] = ['sqlite', 'postgresql']
 
-beforeAll(async () => {
-  stack = await startStack()
-  connector = await startConnector(stack)
-}, 120_000)
-afterAll(async () => {
-  await connector?.kill()
-  await stack?.stop()
-}, 120_000)
+for (const backend of BACKENDS) describe(`extract-tasks (FerretDB on ${backend})`, () => {
+  let stack: Stack
+  let connector: Connector
 
-const eventsOf = async (taskId: string) => (await publishedEvents(stack)).filter((event) => event.taskId === taskId)
+  beforeAll(async () => {
+    stack = await startStack({}, { backend })
+    connector = await startConnector(stack)
+  }, 120_000)
+  afterAll(async () => {
+    await connector?.kill()
+    await stack?.stop()
+  }, 120_000)
 
-describe('extract-tasks', () => {
+  const eventsOf = async (taskId: string) => (await publishedEvents(stack)).filter((event) => event.taskId === taskId)
+
   test('/info reports the slot streaming', async () => {
     const info = await connector.info()
     expect(info).toMatchObject({ name: 'tag-connector', slot: 'task_connector', state: 'streaming' })

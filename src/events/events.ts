@@ -1,7 +1,8 @@
 // Row changes into the contract's task and workspace events (contract section 2).
 // Pure: the caller supplies the transaction, the change's ordinal and what it knows of the row before.
 // Guarantees: the same inputs give the same event (ids are deterministic); a TOAST value the WAL left
-// out is taken from the known previous row, never invented or emitted as a placeholder.
+// out is taken from the known previous row, never invented or emitted as a placeholder; when no previous
+// row knows it, the event names it in `unchangedToast` instead.
 
 import type { Row, RowChange } from '../decode/types.ts'
 import { type Lsn, formatLsn } from '../replication/lsn.ts'
@@ -33,6 +34,11 @@ export type TaskEvent = {
   previous: EventRow | null
   changed?: string[]
   transition?: Transition
+  /**
+   * Columns (camelCase) that PostgreSQL did not re-log (unchanged TOAST values) and that no known state of the
+   * row could fill: `data` lacks them. Absent otherwise.
+   */
+  unchangedToast?: string[]
 }
 
 export type TransactionInfo = { commitLsn: Lsn; xid: number; commitTime: string }
@@ -77,11 +83,14 @@ export function changeToEvent(change: RowChange, transaction: TransactionInfo, o
     case 'update': {
       const previous = oldRow(change.identity, change.row, known)
       const data = camelRow(change.row)
+      const unknown: string[] = []
       for (const column of change.unchangedToast) {
         const key = camelCase(column)
         if (previous && key in previous) data[key] = previous[key]
+        else unknown.push(key)
       }
       const event: TaskEvent = { ...base, type: `${entity}.updated`, ...ids(entity, data), data, previous, changed: previous ? changedKeys(previous, data) : [] }
+      if (unknown.length) event.unchangedToast = unknown
       return withTransition(entity, event, previous, data)
     }
     case 'delete': {

@@ -12,7 +12,8 @@ import type { Begin, DecodedMessage, TableColumns } from '../decode/types.ts'
 import type { Logger } from '../log.ts'
 import { type Lsn, ZERO_LSN, formatLsn, maxLsn } from './lsn.ts'
 import { createProgress } from './progress.ts'
-import { type CreatedSlot, SlotError, checkSlot, createSlot, identifySystem, readSlot } from './slot.ts'
+import { backoffDelay, sleep } from '../retry.ts'
+import { type CreatedSlot, type SlotInfo, SlotError, checkSlot, createSlot, dropSlot, identifySystem, readSlot } from './slot.ts'
 import { type ReplicationStream, startReplication } from './stream.ts'
 import { describeTables } from './tables.ts'
 
@@ -31,12 +32,21 @@ export type SourceOptions = {
   /** Prefix of the logical messages to receive (our heartbeat); others are filtered out at the server. */
   messagePrefix?: string
   /**
+   * Asked, before the first stream, of a slot that exists and no other process holds: false drops it and
+   * creates it again (its initial load never finished, so streaming from it would miss the existing rows).
+   */
+  acceptSlot?(slot: SlotInfo): Promise<boolean>
+  /** Called before the slot is created (the record that a load is under way is written here). */
+  beforeCreateSlot?(): Promise<void>
+  /**
    * Called when the slot had to be created, before streaming starts, while its exported snapshot is valid
    * (the initial load runs here). The stream starts after it returns. Work that `stopRequested` cuts short
    * ends by throwing.
    */
   onSlotCreated?(slot: CreatedSlot, stopRequested: () => boolean): Promise<void>
   reconnect?: { initialDelayMs: number; maxDelayMs: number }
+  /** A stop asked of the whole process: the source stops as `stop()` would (stop() still closes it). */
+  signal?: AbortSignal
   log: Logger
 }
 
@@ -81,10 +91,12 @@ export function openSource(options: SourceOptions) {
   let stream: ReplicationStream | null = null
   let paused = false
   let failure: Error | null = null
-  let stopRequested = false
+  // Fires on stop() or on the process's stop signal: ends the reconnect backoff and the loop at once.
+  const halt = new AbortController()
+  options.signal?.addEventListener('abort', () => halt.abort(), { once: true })
+  halt.signal.addEventListener('abort', () => wake?.(), { once: true })
+  const stopRequested = () => halt.signal.aborted
   let streamedOnce = false
-  // Ends the wait before the next reconnect attempt: a stop does not sit out the backoff.
-  let endBackoff = () => {}
 
   // Transaction framing: the begin is held back until its first change, so empty transactions (those
   // touching only untracked tables) are never handed out; their commit is confirmed after what is pending.
@@ -166,15 +178,21 @@ export function openSource(options: SourceOptions) {
       const statusIntervalMs =
         senderTimeoutMs > 0 ? Math.min(options.statusIntervalMs, Math.floor(senderTimeoutMs / STATUS_PER_SENDER_TIMEOUT)) : options.statusIntervalMs
 
-      const existing = await readSlot(querySql, options.slot)
+      let existing = await readSlot(querySql, options.slot)
       let created: CreatedSlot | null = null
       if (existing) checkSlot(existing, identity.database)
-      else if (streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
-      else {
+      if (existing && !existing.active && !streamedOnce && options.acceptSlot && !(await options.acceptSlot(existing))) {
+        log.warn(`replication slot ${options.slot} has no finished initial load recorded; dropping it to create it again and load`)
+        await dropSlot(querySql, options.slot)
+        existing = null
+      }
+      if (!existing && streamedOnce) throw new SlotError(`replication slot "${options.slot}" was dropped while in use: changes since ${formatLsn(progress.flushLsn)} are lost; restart to create it again and reload`)
+      if (!existing) {
+        await options.beforeCreateSlot?.()
         created = await createSlot(replication, options.slot)
         log.info(`created replication slot ${options.slot} at ${formatLsn(created.consistentPoint)}`)
         skipThrough = maxLsn(skipThrough, created.consistentPoint)
-        await options.onSlotCreated?.(created, () => stopRequested)
+        await options.onSlotCreated?.(created, stopRequested)
       }
 
       heldBegin = null
@@ -207,26 +225,20 @@ export function openSource(options: SourceOptions) {
 
   async function run() {
     let attempt = 0
-    while (!stopRequested) {
+    while (!stopRequested()) {
       try {
         await session(attempt)
         attempt = 0
-        if (stopRequested) break
+        if (stopRequested()) break
         log.warn(`replication stream from slot ${options.slot} ended by the server; reconnecting`)
       } catch (error) {
-        if (stopRequested) break
+        if (stopRequested()) break
         if (!isRetryable(error)) throw error
         attempt++
         const delay = backoffDelay(attempt, reconnect.initialDelayMs, reconnect.maxDelayMs)
         log.warn(describeRetry(error, options.slot) + `; retrying in ${Math.round(delay)} ms`)
         state = 'reconnecting'
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay)
-          endBackoff = () => {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
+        await sleep(delay, halt.signal)
         continue
       }
       state = 'reconnecting'
@@ -247,7 +259,7 @@ export function openSource(options: SourceOptions) {
     async read(): Promise<Delivery> {
       while (queue.length === 0) {
         if (failure) throw failure
-        if (state === 'stopped' || stopRequested) return { firstSeq: queueFirstSeq, messages: [] }
+        if (state === 'stopped' || stopRequested()) return { firstSeq: queueFirstSeq, messages: [] }
         await new Promise<void>((resolve) => (wake = resolve))
         wake = null
       }
@@ -268,10 +280,9 @@ export function openSource(options: SourceOptions) {
     },
 
     async stop() {
-      stopRequested = true
+      halt.abort()
       state = 'stopping'
       if (statusTimer) clearTimeout(statusTimer)
-      endBackoff()
       await stream?.end()
       wake?.()
       await running
@@ -327,12 +338,6 @@ export function pluginOptions(options: Pick<SourceOptions, 'schema' | 'tables' |
 async function walSenderTimeoutMs(sql: postgres.Sql): Promise<number> {
   const [row] = await sql`select setting::int * case unit when 's' then 1000 else 1 end as ms from pg_settings where name = 'wal_sender_timeout'`
   return Number(row?.ms ?? 0)
-}
-
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number): number {
-  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 30))
-  // "Equal jitter": at least half the ceiling, so retries neither stampede nor spin.
-  return ceiling / 2 + Math.random() * (ceiling / 2)
 }
 
 function isRetryable(error: unknown): boolean {

@@ -6,6 +6,7 @@
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
+import { Unreachable } from '../unreachable.ts'
 
 export const COLLECTIONS = {
   tasks: 'tasks',
@@ -21,7 +22,8 @@ const DUPLICATE_KEY = 11000
 // FerretDB 1.24 holds one of its 100 SQLite connections per matched update until the whole command ends,
 // and a command with 100 or more never ends: updates go in commands of at most this many.
 const MAX_UPDATES_PER_COMMAND = 50
-const LOOKUP_CONCURRENCY = 32
+// Ids in one `{ _id: { $in } }` lookup: one round trip for a typical run's rows, far below any server's limits.
+const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
 const KNOWN_WRITES = 10_000
 
@@ -29,12 +31,20 @@ export type Checkpoint = {
   slot: string
   /** Everything committed up to this LSN (text form) is durable here and published. */
   lsn: string
-  /** Set while an initial load runs, cleared when it is done. */
+  /**
+   * `running` from before the slot is created until its initial load is whole; `done` after (or at once with
+   * --initial-load never). Only `done` lets a start use an existing slot: anything else means the slot's
+   * load never finished, and the slot is dropped and loaded again.
+   */
   initialLoad: 'running' | 'done' | null
+  /** The consistent point of the slot whose initial load finished (text form). */
+  loadedAt: string | null
   updatedAt: Date
 }
 
 type StateDocument = Document & { _id: string; lastEventId: string; deleted?: boolean }
+/** A row write: a whole new state, or (`partial`) the known fields of a row whose large columns the WAL left out. */
+type RowWrite = { document: StateDocument; partial: boolean }
 
 export type MongoSink = ReturnType<typeof createMongoSink>
 
@@ -106,31 +116,40 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
         const rows = [...latest.values()].filter((row) => row.name === name)
         if (!rows.length) return
         const target = collection<StateDocument>(name)
-        const documents = new Map(rows.map(({ id, event }) => [id, stateDocument(id, event)]))
-        const replace: string[] = []
+        const writes = new Map(rows.map(({ id, event }) => [id, rowWrite(id, event)]))
+        const update: string[] = []
         const unknown: StateDocument[] = []
-        for (const [id, document] of documents) {
+        for (const [id, { document }] of writes) {
           const written = lastWritten.get(`${name}:${id}`)
           if (written === undefined) unknown.push(document)
-          else if (written < document.lastEventId) replace.push(id)
+          else if (written < document.lastEventId) update.push(id)
         }
-        if (unknown.length) replace.push(...(await insertNew(target, unknown)))
-        for (let i = 0; i < replace.length; i += MAX_UPDATES_PER_COMMAND) {
-          const chunk = replace.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => documents.get(id)!)
-          await target.bulkWrite(
-            chunk.map((document) => ({ replaceOne: { filter: { _id: document._id, lastEventId: { $lt: document.lastEventId } }, replacement: document } })),
-            { ordered: false },
-          )
+        if (unknown.length) update.push(...(await insertNew(target, unknown)))
+        for (let i = 0; i < update.length; i += MAX_UPDATES_PER_COMMAND) {
+          const chunk = update.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => writes.get(id)!)
+          await target.bulkWrite(chunk.map(guardedWrite), { ordered: false })
         }
-        for (const [id, document] of documents) rememberWritten(name, id, document.lastEventId)
+        for (const [id, { document }] of writes) rememberWritten(name, id, document.lastEventId)
       }),
     )
   }
 
-  /** The row as stored after the event: its data, or a tombstone keeping the last known state. */
-  function stateDocument(id: string, event: TaskEvent): StateDocument {
-    if (event.data) return { ...toDocument(event.data), _id: id, lastEventId: event.id }
-    return { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
+  /**
+   * The row as stored after the event: its data, or a tombstone keeping the last known state. An event that
+   * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
+   * those columns stays.
+   */
+  function rowWrite(id: string, event: TaskEvent): RowWrite {
+    if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
+    return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
+  }
+
+  /** The write of a row that exists, applied only where the stored `lastEventId` is older. */
+  function guardedWrite({ document, partial }: RowWrite) {
+    const filter = { _id: document._id, lastEventId: { $lt: document.lastEventId } }
+    if (!partial) return { replaceOne: { filter, replacement: document } }
+    const { _id, ...fields } = document
+    return { updateOne: { filter, update: { $set: fields } } }
   }
 
   /** Inserts the documents whose _id is free; returns the ids that already exist. */
@@ -215,29 +234,22 @@ export function createMongoSink(client: MongoClient, database: string, timestamp
     async readCheckpoint(slot: string): Promise<Checkpoint | null> {
       const document = await checkpoints.findOne({ _id: slot })
       if (!document) return null
-      return { slot, lsn: document.lsn, initialLoad: document.initialLoad ?? null, updatedAt: document.updatedAt }
+      return { slot, lsn: document.lsn ?? null, initialLoad: document.initialLoad ?? null, loadedAt: document.loadedAt ?? null, updatedAt: document.updatedAt }
     },
 
-    async writeCheckpoint(checkpoint: Omit<Checkpoint, 'updatedAt'>) {
-      const { slot, ...fields } = checkpoint
-      await checkpoints.replaceOne({ _id: slot }, { ...fields, updatedAt: new Date() }, { upsert: true })
+    /** Sets the given fields of the slot's checkpoint, keeping the others. */
+    async writeCheckpoint({ slot, ...fields }: Partial<Omit<Checkpoint, 'updatedAt'>> & { slot: string }) {
+      await checkpoints.updateOne({ _id: slot }, { $set: { ...fields, updatedAt: new Date() } }, { upsert: true })
     },
   }
 }
 
-/**
- * Documents by _id, one `{ _id }` query each, a bounded number at a time: unlike `$in`, that shape is
- * answered from the _id index by every server, so its cost does not grow with the collection.
- */
+/** Documents by _id, `IDS_PER_LOOKUP` in one `$in` query, one query at a time. */
 async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[]): Promise<Map<string, T>> {
   const found = new Map<string, T>()
-  for (let i = 0; i < ids.length; i += LOOKUP_CONCURRENCY)
-    await Promise.all(
-      ids.slice(i, i + LOOKUP_CONCURRENCY).map(async (id) => {
-        const document = await target.findOne({ _id: id } as Filter<T>)
-        if (document) found.set(id, document as T)
-      }),
-    )
+  for (let i = 0; i < ids.length; i += IDS_PER_LOOKUP)
+    for (const document of await target.find({ _id: { $in: ids.slice(i, i + IDS_PER_LOOKUP) } } as Filter<T>).toArray())
+      found.set(document._id, document as T)
   return found
 }
 
@@ -248,10 +260,32 @@ function duplicateIndexes(error: unknown): number[] | null {
   return errors.length && errors.every((writeError) => writeError.code === DUPLICATE_KEY) ? errors.map((writeError) => writeError.index) : null
 }
 
+// A server that stops answering must cost seconds, not the pipeline's 60 s attempt deadline: a socket silent
+// for SOCKET_TIMEOUT_MS fails its call, which the pipeline retries and /info shows. It is above the longest
+// single call the connector makes (a truncate's or a load's tombstones over a whole collection).
+const SOCKET_TIMEOUT_MS = 30_000
+const CONNECT_TIMEOUT_MS = 10_000
+const SERVER_SELECTION_TIMEOUT_MS = 10_000
+
 export async function connectMongo(url: string): Promise<MongoClient> {
-  const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000, retryWrites: true })
-  await client.connect()
+  const client = new MongoClient(url, {
+    serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+    connectTimeoutMS: CONNECT_TIMEOUT_MS,
+    socketTimeoutMS: SOCKET_TIMEOUT_MS,
+    retryWrites: true,
+  })
+  try {
+    await client.connect()
+  } catch (error) {
+    await client.close().catch(() => {})
+    throw new Unreachable('MongoDB', mongoAddress(url), `connecting for ${SERVER_SELECTION_TIMEOUT_MS / 1000} s`, error)
+  }
   return client
+}
+
+/** The hosts of a MongoDB connection string, without its credentials and options. */
+export function mongoAddress(url: string): string {
+  return url.replace(/^(mongodb(?:\+srv)?:\/\/)(?:[^@/]*@)?([^/?]*).*$/, '$1$2')
 }
 
 /** Back from a stored document to the events' JSON shape: dates become ISO-8601 strings. */

@@ -11,6 +11,7 @@
 import { existsSync } from 'node:fs'
 import { PubSub, type ClientConfig, v1 } from '@google-cloud/pubsub'
 import type { TaskEvent } from '../events/events.ts'
+import { Unreachable } from '../unreachable.ts'
 
 export type PublisherOptions = {
   projectId: string
@@ -36,6 +37,11 @@ const MAX_REQUEST_BYTES = 9 * 1024 * 1024
 // ones back for 10 ms.
 const PUBLISH_DEADLINE_MS = 15_000
 const PUBLISH_CALL_OPTIONS = { timeout: PUBLISH_DEADLINE_MS, retry: null, isBundling: false }
+// The start-up check of the topic: one call, failing in seconds when the service cannot be reached.
+const TOPIC_CHECK_OPTIONS = { timeout: 15_000, retry: null }
+const GRPC_NOT_FOUND = 5
+const GRPC_ALREADY_EXISTS = 6
+const PUBSUB_ENDPOINT = 'pubsub.googleapis.com:443'
 
 export function clientConfig(options: PublisherOptions): ClientConfig {
   if (options.emulatorHost)
@@ -68,13 +74,21 @@ export function createPublisher(options: PublisherOptions) {
   return {
     /** Checks the topic exists, creating it with --create-topic; a missing topic is a startup error. */
     async start() {
-      const [exists] = await topic.exists()
+      const address = options.emulatorHost ? `${options.emulatorHost} (PUBSUB_EMULATOR_HOST)` : PUBSUB_ENDPOINT
+      const publisher = await publisherClient
+      const exists = await publisher.getTopic({ topic: topic.name }, TOPIC_CHECK_OPTIONS).then(
+        () => true,
+        (error: { code?: number }) => {
+          if (error.code === GRPC_NOT_FOUND) return false
+          throw new Unreachable('Pub/Sub', address, `looking up topic ${topic.name}`, error)
+        },
+      )
       if (exists) return
       if (!options.createTopic)
         throw new TopicMissingError(`Pub/Sub topic ${options.topic} does not exist in project ${options.projectId}: create it, or pass --create-topic`)
-      await client.createTopic(options.topic).catch((error: { code?: number }) => {
-        // ALREADY_EXISTS: another instance created it in the meantime.
-        if (error.code !== 6) throw error
+      await publisher.createTopic({ name: topic.name }, TOPIC_CHECK_OPTIONS).catch((error: { code?: number }) => {
+        // Another instance created it in the meantime.
+        if (error.code !== GRPC_ALREADY_EXISTS) throw new Unreachable('Pub/Sub', address, `creating topic ${topic.name}`, error)
       })
     },
 

@@ -52,6 +52,17 @@ describe('row changes into events', () => {
     expect(event.transition).toEqual({ from: 'todo', to: 'done' })
   })
 
+  test('an unchanged TOAST value that no known row holds is named in unchangedToast, never invented', () => {
+    const { description: _omitted, ...row } = { ...taskRow, status: 'done' }
+    const update: RowChange = { ...at, kind: 'update', table: 'tasks', row, identity: { id: taskRow.id }, unchangedToast: ['description'] }
+    const event = changeToEvent(update, transaction, 1, null)
+    expect(event.unchangedToast).toEqual(['description'])
+    expect(event.data && 'description' in event.data).toBe(false)
+    expect(event.data?.status).toBe('done')
+    const filled = changeToEvent(update, transaction, 1, changeToEvent(insert, transaction, 0, null).data)
+    expect(filled.unchangedToast).toBeUndefined()
+  })
+
   test('an update of an unknown row has no previous, no changed columns and no transition', () => {
     const update: RowChange = { ...at, kind: 'update', table: 'tasks', row: taskRow, identity: { id: taskRow.id }, unchangedToast: [] }
     const event = changeToEvent(update, transaction, 0, null)

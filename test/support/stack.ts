@@ -2,14 +2,18 @@
 // FerretDB and the Pub/Sub emulator, each real and on a free port, and extract-tasks as a child process
 // that tests can kill and start again.
 
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { MongoClient } from 'mongodb'
-import { type FerretDb, startFerretDb } from './ferretdb.ts'
+import { type FerretDb, type FerretDbOptions, startFerretDb } from './ferretdb.ts'
 import { freePort, waitFor } from './ports.ts'
 import { type PostgresServer, type PostgresSettings, startPostgres } from './postgres.ts'
 import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
 
-const CLI = join(import.meta.dir, '../../src/cli.ts')
+/**
+ * The program under test: the compiled binary when TC_BINARY names one (scripts/test runs the end-to-end tests
+ * against `dist/tag-connector` so), else the sources.
+ */
+export const PROGRAM_COMMAND = process.env.TC_BINARY ? [resolve(process.env.TC_BINARY)] : [process.execPath, join(import.meta.dir, '../../src/cli.ts')]
 export const TOPIC = 'taskTopic'
 /** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (README, "Memory"). */
 export const CONNECTOR_MEMORY_ENV = { BUN_JSC_forceRAMSize: String(128 * 1024 * 1024) }
@@ -25,8 +29,8 @@ export type Stack = {
   stop(): Promise<void>
 }
 
-export async function startStack(settings: PostgresSettings = {}): Promise<Stack> {
-  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb(), startPubSubEmulator()])
+export async function startStack(settings: PostgresSettings = {}, ferretDb: FerretDbOptions = {}): Promise<Stack> {
+  const [pg, mongo, pubsub] = await Promise.all([startPostgres(settings), startFerretDb(ferretDb), startPubSubEmulator()])
   const mongoClient = new MongoClient(mongo.url, { serverSelectionTimeoutMS: 30_000 })
   return {
     pg,
@@ -51,18 +55,19 @@ export type Connector = {
 }
 
 /**
- * Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`).
+ * Starts `tag-connector extract-tasks` against the stack; resolves once /info says it streams (or `until`:
+ * once it answers at all, or at once when spawned).
  * `timeoutMs` covers an initial load when the connector streams only after one.
  */
 export async function startConnector(
   stack: Stack,
   { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000 }:
-    { flags?: string[]; env?: Record<string, string>; until?: 'answering' | 'streaming'; timeoutMs?: number } = {},
+    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number } = {},
 ): Promise<Connector> {
   const port = await freePort()
   const child = Bun.spawn(
     [
-      'bun', CLI, 'extract-tasks',
+      ...PROGRAM_COMMAND, 'extract-tasks',
       '--db', stack.pg.database, '--pgHost', '127.0.0.1', '--pgPort', String(stack.pg.port), '--user', stack.pg.user,
       '--mongo-addr', stack.mongo.url, '--mongo-db', MONGO_DATABASE,
       '--project-id', 'test-project', '--topic', TOPIC, '--create-topic',
@@ -98,6 +103,7 @@ export async function startConnector(
       return status
     },
   }
+  if (until === 'spawned') return connector
   let exited: Error | null = null
   await waitFor(`the connector to be ${until}`, async () => {
     if (child.exitCode !== null) exited ??= new Error(`connector exited with ${child.exitCode}`)
