@@ -20,8 +20,8 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${connector.port}`
   // A first workload, so that every test reads a varied table.
   await startWorkload(stack.pg.sql, { seed: 3, changes: 1_000 }).done
-  await waitCaughtUp(stack, connector)
-}, 120_000)
+  await waitCaughtUp(stack, connector, 120_000)
+}, 240_000)
 afterAll(async () => {
   await connector?.kill()
   await stack?.stop()
