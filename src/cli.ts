@@ -5,14 +5,8 @@
 // non-usage failures under --log-level debug). Signals belong to the commands.
 
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from 'citty'
-import {
-  ConfigError,
-  EXTRACT_TASKS_FLAGS,
-  START_JOB_FLAGS,
-  parseExtractTasksConfig,
-  parseStartJobConfig,
-  type Flag,
-} from './config.ts'
+import { ConfigError, parseExtractTasksConfig, parseStartJobConfig } from './config.ts'
+import { EXTRACT_TASKS_FLAGS, START_JOB_FLAGS, type Flag } from './flags.ts'
 import { createLogger } from './log.ts'
 import { PROGRAM, VERSION, versionLine } from './version.ts'
 

@@ -4,6 +4,7 @@
 // Guarantees: a stop (SIGTERM/SIGINT) at any moment, start-up included, exits cleanly and leaves nothing
 // half-done; a slot is streamed from only when the checkpoint records that its initial load finished.
 
+import { hostname } from 'node:os'
 import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
 import { createHttpService, type ServiceState, type Status } from './http/server.ts'
@@ -100,6 +101,8 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     user: config.postgres.user,
     password: config.postgres.password?.reveal(),
     connect_timeout: 10,
+    // Names this process in pg_stat_replication, where a standby (and an operator) sees who holds the slot.
+    connection: { application_name: `${PROGRAM}@${hostname()}` },
   }
   const postgresAddress = `postgresql://${config.postgres.user}@${config.postgres.host}:${config.postgres.port}/${config.postgres.database}`
   log.info(`starting: slot ${config.slot} of ${postgresAddress}, MongoDB ${mongoAddress(config.mongo.url)} database ${config.mongo.database}, Pub/Sub topic ${config.pubsub.topic}`)
@@ -191,7 +194,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
 
   const state = (): ServiceState => {
     if (signal.aborted) return 'stopping'
-    if (source.state === 'starting') return 'starting'
+    if (source.state === 'starting' || source.state === 'standby') return source.state
     if (source.state === 'streaming' && !pipeline.state.failingSinks.length) return 'streaming'
     return 'reconnecting'
   }
@@ -205,11 +208,13 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     lastEventId: pipeline.state.lastEventId,
     lagBytes,
     eventsTotal: pipeline.state.eventsTotal,
+    slotHolder: source.holder,
     failingSinks: pipeline.state.failingSinks,
     replicationLatencyMs,
     pendingChanges: source.pendingChanges,
     readingPaused: source.readingPaused,
-    reconnects: source.reconnects,
+    // Every stream started after the first is a reconnection (or a takeover after standing by).
+    reconnects: Math.max(0, source.generation - 1),
     ready: state() === 'streaming',
   })
 

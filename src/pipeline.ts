@@ -88,6 +88,8 @@ export function createPipeline(options: PipelineOptions) {
   let ordinal = 0
   // Events with an id at or below this were stored before a restart: they are republished as stored.
   let replayThrough = ''
+  // The source's stream generation the state above was read for (see `resync`).
+  let syncedGeneration = -1
   let tail: Promise<void> = Promise.resolve()
   let inFlight = 0
   let slotFreed: (() => void) | null = null
@@ -203,8 +205,20 @@ export function createPipeline(options: PipelineOptions) {
     return event
   }
 
+  /**
+   * At each new stream (a start, a reconnect, a takeover from another process), what MongoDB holds is read
+   * again: the highest stored event (what a replay republishes as stored), and every row not pinned by our
+   * own batches in flight, since another process may have streamed from the slot in between.
+   */
+  async function resync() {
+    syncedGeneration = source.generation
+    rows.forgetRecent()
+    await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
+  }
+
   /** Turns a run of messages into batches and dispatches them. */
   async function consume(firstSeq: number, messages: DecodedMessage[]) {
+    if (source.generation !== syncedGeneration) await resync()
     await retainKnownRows(messages)
     let stored = new Map<string, TaskEvent>()
     if (replayThrough) {
@@ -262,7 +276,6 @@ export function createPipeline(options: PipelineOptions) {
     /** Reads and dispatches until stopped; rejects when the source fails for good. */
     async run() {
       try {
-        await withRetry('mongo', async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
         while (!signal.aborted) {
           const { firstSeq, messages } = await source.read()
           if (!messages.length) break

@@ -55,6 +55,11 @@ export function createRowStates(capacity: number) {
       retained.clear()
     },
 
+    /** Forgets what is not pinned: another process may have changed those rows in MongoDB since. */
+    forgetRecent() {
+      recent.clear()
+    },
+
     /** The row's state; null for a deleted row, or one never seen. */
     get(entity: Entity, id: string): EventRow | null {
       return known(keyOf(entity, id))?.row ?? null

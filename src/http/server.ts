@@ -10,6 +10,7 @@ import type { Db } from 'mongodb'
 import type { TaskEvent } from '../events/events.ts'
 import type { Logger } from '../log.ts'
 import type { SinkName } from '../pipeline.ts'
+import type { SlotHolder } from '../replication/source.ts'
 import type { PublisherOptions } from '../sinks/pubsub.ts'
 import { PROGRAM, VERSION } from '../version.ts'
 import { type Authorizer, createAuthorizer } from './auth.ts'
@@ -19,7 +20,7 @@ import { NDJSON, snapshotResponse } from './snapshot.ts'
 import { createApiStore } from './store.ts'
 import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
 
-export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'stopping'
+export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping'
 
 export type Status = {
   name: string
@@ -31,6 +32,8 @@ export type Status = {
   lastEventId: string | null
   lagBytes: number | null
   eventsTotal: number
+  /** While standing by: the process that streams from the slot (its walsender pid, client address, application). */
+  slotHolder: SlotHolder | null
   /** Sinks whose writes fail at the moment: the stream is held until they succeed. */
   failingSinks: string[]
   /** Heartbeat round trip through the WAL, in ms; null before the first one returns. */

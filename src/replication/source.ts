@@ -4,7 +4,8 @@
 //   framed by begin and commit; one cut short by a lost connection is handed out again from its begin;
 // - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
-// - the socket is not read while the consumer holds more than the pending limits.
+// - the socket is not read while the consumer holds more than the pending limits;
+// - while another process holds the slot, it stands by and takes the slot over within a second of its release.
 
 import postgres from 'postgres'
 import { decodeWal2json } from '../decode/wal2json.ts'
@@ -17,7 +18,10 @@ import { type CreatedSlot, type SlotInfo, SlotError, checkSlot, createSlot, drop
 import { type ReplicationStream, startReplication } from './stream.ts'
 import { describeTables } from './tables.ts'
 
-export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'stopping' | 'stopped'
+export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping' | 'stopped'
+
+/** The process that streams from the slot while this one stands by, as PostgreSQL sees it. */
+export type SlotHolder = { pid: number; clientAddress: string | null; applicationName: string | null }
 
 export type SourceOptions = {
   connection: postgres.Options<{}>
@@ -60,6 +64,12 @@ export type Source = ReturnType<typeof openSource>
 const DEFAULT_MAX_PENDING_CHANGES = 5_000
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 }
+// While another process holds the slot: a short, fixed wait between attempts, so that a standby takes over
+// within about this long once the slot is released (at once on the holder's crash: PostgreSQL ends its
+// walsender when the connection drops; after a network cut, once wal_sender_timeout ends it). One attempt is
+// one query to the server a second.
+const STANDBY_RETRY_MS = 1_000
+const SLOT_IN_USE = '55006'
 // Status updates at a third of wal_sender_timeout at the latest, so two may be lost before the server gives up.
 const STATUS_PER_SENDER_TIMEOUT = 3
 // The flush LSN moves per acknowledged batch; one status update per this many ms tells the server soon enough.
@@ -86,8 +96,6 @@ export function openSource(options: SourceOptions) {
   const querySql = postgres({ ...options.connection, max: 1, idle_timeout: 30, onnotice: () => {} })
 
   let state: SourceState = 'starting'
-  // Replication sessions that reached streaming: all but the first are reconnects.
-  let sessions = 0
   let stream: ReplicationStream | null = null
   let paused = false
   let failure: Error | null = null
@@ -97,6 +105,11 @@ export function openSource(options: SourceOptions) {
   halt.signal.addEventListener('abort', () => wake?.(), { once: true })
   const stopRequested = () => halt.signal.aborted
   let streamedOnce = false
+  let holder: SlotHolder | null = null
+  let standbySince: number | null = null
+  // Streams started so far: a consumer that sees it change knows the slot may have been streamed by another
+  // process in between.
+  let generation = 0
 
   // Transaction framing: the begin is held back until its first change, so empty transactions (those
   // touching only untracked tables) are never handed out; their commit is confirmed after what is pending.
@@ -208,14 +221,17 @@ export function openSource(options: SourceOptions) {
         onKeepalive: (walEnd) => progress.confirmAfterPending(walEnd) && scheduleStatus(),
       })
       streamedOnce = true
+      generation++
+      holder = null
       paused = false
       if (progress.full) {
         paused = true
         stream.pause()
       }
       state = 'streaming'
-      sessions++
-      log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}`)
+      const tookOver = standbySince === null ? '' : ` (taken over after ${((Date.now() - standbySince) / 1000).toFixed(1)} s standing by)`
+      standbySince = null
+      log.info(`streaming from slot ${options.slot} at ${formatLsn(startLsn)}${attempt ? ` after ${attempt} retries` : ''}${tookOver}`)
       await stream.closed
     } finally {
       stream = null
@@ -234,15 +250,31 @@ export function openSource(options: SourceOptions) {
       } catch (error) {
         if (stopRequested()) break
         if (!isRetryable(error)) throw error
+        if ((error as { code?: string }).code === SLOT_IN_USE) {
+          await standBy()
+          continue
+        }
+        standbySince = null
         attempt++
         const delay = backoffDelay(attempt, reconnect.initialDelayMs, reconnect.maxDelayMs)
-        log.warn(describeRetry(error, options.slot) + `; retrying in ${Math.round(delay)} ms`)
+        log.warn(describeRetry(error) + `; retrying in ${Math.round(delay)} ms`)
         state = 'reconnecting'
         await sleep(delay, halt.signal)
         continue
       }
       state = 'reconnecting'
     }
+  }
+
+  /** Another process streams from the slot: say so once, name it, and try again shortly. */
+  async function standBy() {
+    holder = await slotHolder(querySql, options.slot).catch(() => holder)
+    state = 'standby'
+    if (standbySince === null) {
+      standbySince = Date.now()
+      log.info(`replication slot ${options.slot} is held by another process (${describeHolder(holder)}); standing by, trying every ${STANDBY_RETRY_MS / 1000} s`)
+    }
+    await sleep(STANDBY_RETRY_MS, halt.signal)
   }
 
   const running = run()
@@ -292,6 +324,14 @@ export function openSource(options: SourceOptions) {
     get state() {
       return state
     },
+    /** Who holds the slot while this source stands by; null otherwise. */
+    get holder() {
+      return state === 'standby' ? holder : null
+    },
+    /** The number of streams started: it changes on every (re)connection. */
+    get generation() {
+      return generation
+    },
     get confirmedLsn() {
       return progress.flushLsn
     },
@@ -304,10 +344,6 @@ export function openSource(options: SourceOptions) {
     },
     get pendingChanges() {
       return progress.pendingChanges
-    },
-    /** Times the stream was opened again after it had streamed. */
-    get reconnects() {
-      return Math.max(0, sessions - 1)
     },
     get pendingBytes() {
       return progress.pendingBytes
@@ -348,8 +384,22 @@ function isRetryable(error: unknown): boolean {
   return /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECTION_|CONNECT_TIMEOUT)/.test(code)
 }
 
-function describeRetry(error: unknown, slot: string): string {
+function describeRetry(error: unknown): string {
   const { code, message } = error as { code?: string; message?: string }
-  if (code === '55006') return `replication slot ${slot} is held by another process (${message})`
   return `replication connection failed: ${message ?? String(error)}${code ? ` (${code})` : ''}`
+}
+
+async function slotHolder(sql: postgres.Sql, slot: string): Promise<SlotHolder | null> {
+  const [row] = await sql`
+    select s.active_pid as pid, r.client_addr::text as address, r.application_name
+    from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+    where s.slot_name = ${slot} and s.active_pid is not null`
+  return row ? { pid: row.pid, clientAddress: row.address, applicationName: row.application_name } : null
+}
+
+function describeHolder(holder: SlotHolder | null): string {
+  if (!holder) return 'its pid already gone'
+  return [`walsender pid ${holder.pid}`, holder.clientAddress && `client ${holder.clientAddress}`, holder.applicationName && `application ${holder.applicationName}`]
+    .filter(Boolean)
+    .join(', ')
 }

@@ -61,13 +61,13 @@ export type Connector = {
  */
 export async function startConnector(
   stack: Stack,
-  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000 }:
-    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number } = {},
+  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000, program = PROGRAM_COMMAND }:
+    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number; program?: string[] } = {},
 ): Promise<Connector> {
   const port = await freePort()
   const child = Bun.spawn(
     [
-      ...PROGRAM_COMMAND, 'extract-tasks',
+      ...program, 'extract-tasks',
       '--db', stack.pg.database, '--pgHost', '127.0.0.1', '--pgPort', String(stack.pg.port), '--user', stack.pg.user,
       '--mongo-addr', stack.mongo.url, '--mongo-db', MONGO_DATABASE,
       '--project-id', 'test-project', '--topic', TOPIC, '--create-topic',

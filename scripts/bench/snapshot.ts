@@ -1,0 +1,93 @@
+// bench:snapshot — `start-job --once` over 100,000 tasks served by the tests' workspace GraphQL API (real
+// OAuth2 tokens, FerretDB, the Pub/Sub emulator), beside a bare loop of the same page requests against the
+// same server (snapshot-ceiling.ts): the ceiling that the API itself sets; and beside the emulator taking the
+// very messages start-job published, driven straight (bench:pipeline's pipeline-ceiling.ts, two requests at
+// a time as start-job sends them): the ceiling the sink sets. Rounds alternate the three, each
+// start-job run on a fresh topic and database; figures are medians. start-job's rate counts from the run's
+// start to its end as it logs them (every page read, every event acknowledged, drift settled, the record
+// written), leaving out the process's start; its peak RSS is the highest of the rounds.
+// Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
+//   bun scripts/bench/snapshot.ts [--rounds 3] [--workspaces 20] [--tasks 100000] [--page-size 200]
+
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { tempDir } from '../../test/support/server-process.ts'
+import { logLines, startJobProcess, startSnapshotStack, target } from '../../test/support/start-job.ts'
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    workspaces: { type: 'string', default: '20' },
+    tasks: { type: 'string', default: '100000' },
+    'page-size': { type: 'string', default: '200' },
+  },
+})
+const ROUNDS = Number(values.rounds)
+const WORKSPACES = Number(values.workspaces)
+const TASKS = Number(values.tasks)
+const PAGE_SIZE = values['page-size']!
+const CEILING = join(import.meta.dir, 'snapshot-ceiling.ts')
+const PUBSUB_CEILING = join(import.meta.dir, 'pipeline-ceiling.ts')
+// start-job's own number of Publish requests under way.
+const PUBLISH_CONCURRENCY = '2'
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+const progress = (line: string) => process.stderr.write(line + '\n')
+
+const stack = await startSnapshotStack({ workspaces: WORKSPACES, tasksPerWorkspace: TASKS / WORKSPACES })
+try {
+  const runs = { ours: [] as number[], ceiling: [] as number[], pubsub: [] as number[], rss: [] as number[] }
+  const dir = tempDir('bench-snapshot-')
+  for (let round = 1; round <= ROUNDS; round++) {
+    const to = target('bench')
+    const job = await startJobProcess(stack, to, ['--once', '--page-size', PAGE_SIZE]).done
+    const summary = logLines(job.stderr).find((line) => line.outcome)
+    if (job.exitCode !== 0 || summary?.outcome !== 'completed' || summary.tasks !== TASKS) throw new Error(`start-job failed: ${job.stderr.slice(-2000)}`)
+    runs.ours.push(summary.durationMs)
+    runs.rss.push(job.peakRssMb)
+    progress(`round ${round}: start-job ${summary.durationMs} ms, peak RSS ${job.peakRssMb} MB`)
+
+    const loop = Bun.spawn([process.execPath, CEILING, stack.api.url, await stack.oidc.token(), PAGE_SIZE], { stdout: 'pipe', stderr: 'inherit' })
+    const result = JSON.parse(await new Response(loop.stdout).text()) as { tasks: number; ms: number }
+    if ((await loop.exited) !== 0 || result.tasks !== TASKS) throw new Error(`the bare loop read ${result.tasks} tasks`)
+    runs.ceiling.push(result.ms)
+    progress(`round ${round}: bare page loop ${Math.round(result.ms)} ms`)
+
+    const messages = (await stack.pubsub.messages(to.topic)).slice(0, -1) // without snapshot.completed
+    const file = join(dir, 'messages.jsonl')
+    writeFileSync(file, messages.map((message) => JSON.stringify({ data: message.data.toString('base64'), attributes: message.attributes, orderingKey: message.orderingKey })).join('\n'))
+    const direct = Bun.spawn(
+      [process.execPath, PUBSUB_CEILING, 'pubsub', '--host', stack.pubsub.host, '--project', 'test-project', '--topic', `${to.topic}-direct`, '--file', file, '--concurrency', PUBLISH_CONCURRENCY],
+      { stdout: 'pipe', stderr: 'inherit' },
+    )
+    const published = JSON.parse(await new Response(direct.stdout).text()) as { count: number; ms: number }
+    if ((await direct.exited) !== 0) throw new Error('the Pub/Sub ceiling failed')
+    runs.pubsub.push((published.ms * TASKS) / published.count)
+    progress(`round ${round}: the emulator driven straight, ${published.count} messages ${Math.round(published.ms)} ms`)
+  }
+  const tasksPerS = TASKS / (median(runs.ours) / 1000)
+  const ceilingPerS = TASKS / (median(runs.ceiling) / 1000)
+  const pubsubPerS = TASKS / (median(runs.pubsub) / 1000)
+  console.log(
+    JSON.stringify({
+      bench: 'snapshot',
+      tasks: TASKS,
+      workspaces: WORKSPACES,
+      page_size: Number(PAGE_SIZE),
+      rounds: ROUNDS,
+      tasks_per_s: Math.round(tasksPerS),
+      ceiling_tasks_per_s: Math.round(ceilingPerS),
+      ratio_to_ceiling: Math.round((tasksPerS / ceilingPerS) * 100) / 100,
+      pubsub_ceiling_tasks_per_s: Math.round(pubsubPerS),
+      ratio_to_bottleneck: Math.round((tasksPerS / Math.min(ceilingPerS, pubsubPerS)) * 100) / 100,
+      peak_rss_mb: Math.max(...runs.rss),
+    }),
+  )
+} finally {
+  await stack.stop()
+}
