@@ -2,13 +2,16 @@
 // the Snapshot against the tables, its convergence with the Stream under writes, input validation and the
 // error shape, metrics, the OpenAPI document, and readiness through a MongoDB outage.
 
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
 import type { Document } from 'mongodb'
 import { waitFor } from '../support/ports.ts'
 import { openStream } from '../support/sse.ts'
 import { type Connector, type Stack, lsnValue, publishedEvents, startConnector, startStack, waitCaughtUp } from '../support/stack.ts'
 import { startWorkload, tableDocuments } from '../support/verify.ts'
 import { createWorkspace, insertTasks } from '../support/workspace.ts'
+
+// Real servers on a shared machine: each test has a budget of its own, whatever the run's default.
+const test = (name: string, body: () => Promise<unknown> | unknown, timeoutMs = 120_000) => bunTest(name, body as () => Promise<void>, timeoutMs)
 
 let stack: Stack
 let connector: Connector

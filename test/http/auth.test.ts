@@ -1,7 +1,7 @@
 // Bearer JWTs on /v1/api/*: end to end with tokens from a real oidc-provider (accepted, refused, a rotated
 // key picked up), and every kind of bad token, minted with jose against an issuer whose key the test holds.
 
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
 import { type JWTPayload, SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose'
 import { createAuthorizer } from '../../src/http/auth.ts'
 import { testLog } from '../support/log.ts'
@@ -9,6 +9,9 @@ import { type OidcIssuer, startOidcIssuer } from '../support/oidc.ts'
 import { waitFor } from '../support/ports.ts'
 import { openStream } from '../support/sse.ts'
 import { type Connector, type Stack, startConnector, startStack } from '../support/stack.ts'
+
+// Real servers on a shared machine: each test has a budget of its own, whatever the run's default.
+const test = (name: string, body: () => Promise<unknown> | unknown, timeoutMs = 120_000) => bunTest(name, body as () => Promise<void>, timeoutMs)
 
 const AUDIENCE = 'task-connector'
 const client = { clientId: 'consumer', clientSecret: 'consumer-secret' }

@@ -2,7 +2,7 @@
 // client receives is exactly what Pub/Sub got, resumed without gap or duplicate, filtered, kept alive,
 // bounded, and released on disconnect.
 
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
 import { connect } from 'node:net'
 import { MAX_BUFFERED_BYTES } from '../../src/http/stream.ts'
 import { openFiles, rssMb } from '../support/memory.ts'
@@ -11,6 +11,9 @@ import { type SseClient, openStream } from '../support/sse.ts'
 import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from '../support/stack.ts'
 import { startWorkload } from '../support/verify.ts'
 import { createTask, createWorkspace, insertTasks } from '../support/workspace.ts'
+
+// Real servers on a shared machine: each test has a budget of its own, whatever the run's default.
+const test = (name: string, body: () => Promise<unknown> | unknown, timeoutMs = 120_000) => bunTest(name, body as () => Promise<void>, timeoutMs)
 
 const MAX_CLIENTS = 210
 let stack: Stack
