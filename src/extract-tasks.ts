@@ -7,7 +7,7 @@
 import { hostname } from 'node:os'
 import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
-import { createHttpApp, type ServiceState, type Status } from './http/server.ts'
+import { createHttpService, type ServiceState, type Status } from './http/server.ts'
 import { runInitialLoad } from './initial-load.ts'
 import type { Logger } from './log.ts'
 import { createPipeline } from './pipeline.ts'
@@ -176,6 +176,8 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     slot: config.slot,
     log: log.child({ component: 'pipeline' }),
     signal,
+    onDurable: (events) => http.durable(events),
+    observeSink: (sink, outcome, seconds) => http.observeSink(sink, outcome, seconds),
     onMessage(prefix, content) {
       if (prefix !== MESSAGE_PREFIX) return
       const sentAt = heartbeatSent.get(content)
@@ -207,11 +209,24 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     replicationLatencyMs,
     pendingChanges: source.pendingChanges,
     readingPaused: source.readingPaused,
+    // Every stream started after the first is a reconnection (or a takeover after standing by).
+    reconnects: Math.max(0, source.generation - 1),
     ready: state() === 'streaming',
   })
 
-  const server = createHttpApp(status).listen({ hostname: config.http.host, port: config.http.port })
-  closers.push(() => server.stop())
+  const http = createHttpService({
+    status,
+    db: mongo.db,
+    slot: config.slot,
+    pubsub: { ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST },
+    auth: config.auth,
+    maxStreamClients: config.maxStreamClients,
+    log: log.child({ component: 'http' }),
+  })
+  closers.push(() => http.close())
+  const server = http.app.listen({ hostname: config.http.host, port: config.http.port })
+  // Closing active connections too: SSE clients would otherwise hold the stop.
+  closers.push(() => server.stop(true))
   log.info(`listening on http://${config.http.host}:${config.http.port}`)
 
   const timers: ReturnType<typeof setInterval>[] = []

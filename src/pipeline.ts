@@ -44,6 +44,8 @@ export type PipelineOptions = {
   retry?: { initialDelayMs: number; maxDelayMs: number; attemptDeadlineMs: number }
   /** Called with each batch once it is durable and published, in order (the live HTTP stream listens here). */
   onDurable?(events: TaskEvent[]): void
+  /** Told of every sink call a batch makes, with its outcome and duration (metrics). */
+  observeSink?(sink: SinkName, outcome: 'ok' | 'failed', seconds: number): void
   /** Called with every logical message of our prefix (the heartbeat's round trip ends here). */
   onMessage?(prefix: string, content: string): void
   /**
@@ -121,11 +123,23 @@ export function createPipeline(options: PipelineOptions) {
   let published: Promise<void> = Promise.resolve()
   async function deliver(events: TaskEvent[]) {
     const [earlierWrite, earlierPublish] = [written, published]
-    written = earlierWrite.then(() => withRetry('mongo', () => mongo.writeBatch(events)))
-    published = earlierPublish.then(() => withRetry('pubsub', () => publisher.publish(events)))
+    written = earlierWrite.then(() => withRetry('mongo', () => observed('mongo', () => mongo.writeBatch(events))))
+    published = earlierPublish.then(() => withRetry('pubsub', () => observed('pubsub', () => publisher.publish(events))))
     await Promise.all([written, published])
     stats.eventsTotal += events.length
     if (events.length) stats.lastEventId = events.at(-1)!.id
+  }
+
+  async function observed(sink: SinkName, call: () => Promise<void>) {
+    if (!options.observeSink) return call()
+    const started = performance.now()
+    try {
+      await call()
+      options.observeSink(sink, 'ok', (performance.now() - started) / 1000)
+    } catch (error) {
+      options.observeSink(sink, 'failed', (performance.now() - started) / 1000)
+      throw error
+    }
   }
 
   /** Starts a batch's writes now; its checkpoint and acknowledgement wait for every earlier batch. */
@@ -298,7 +312,7 @@ function* rowsOf(events: TaskEvent[]) {
 }
 
 /** The work's outcome, or a failure once `ms` have passed without one (the work itself goes on). */
-async function withDeadline(work: Promise<void>, ms: number): Promise<void> {
+export async function withDeadline(work: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer in ${Math.round(ms / 1000)} s`)), ms)

@@ -1,8 +1,24 @@
-// The HTTP API of extract-tasks (contract section 5) on Elysia. The routes read the service's status
-// through one function, so they hold no state of their own.
+// The HTTP API of extract-tasks (contract section 5) on Elysia: /info, /healthz, /readyz, /metrics,
+// /openapi.json, and the data routes under /v1/api (the Stream and the Snapshot). Guarantees: every query
+// parameter is declared and checked before a handler runs; every refusal and failure answers in the
+// contract's `{ error, message }` shape, with an unexpected error's detail in the log only; the data
+// routes require a valid bearer JWT when an issuer is configured, checked before anything else.
 
-import { Elysia } from 'elysia'
+import { openapi } from '@elysiajs/openapi'
+import { Elysia, t } from 'elysia'
+import type { Db } from 'mongodb'
+import type { TaskEvent } from '../events/events.ts'
+import type { Logger } from '../log.ts'
+import type { SinkName } from '../pipeline.ts'
 import type { SlotHolder } from '../replication/source.ts'
+import type { PublisherOptions } from '../sinks/pubsub.ts'
+import { PROGRAM, VERSION } from '../version.ts'
+import { type Authorizer, createAuthorizer } from './auth.ts'
+import { createMetrics } from './metrics.ts'
+import { startReadiness, topicCheck } from './readiness.ts'
+import { NDJSON, snapshotResponse } from './snapshot.ts'
+import { createApiStore } from './store.ts'
+import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
 
 export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping'
 
@@ -28,44 +44,212 @@ export type Status = {
    */
   pendingChanges: number
   readingPaused: boolean
+  /** Times the replication stream was opened again after it had streamed. */
+  reconnects: number
+  /** Streaming with every sink healthy (the stores' own checks are added by /readyz). */
   ready: boolean
 }
 
-export function createHttpApp(status: () => Status) {
-  return new Elysia()
-    .get('/info', () => {
-      const { ready: _ready, ...info } = status()
-      return info
-    })
-    .get('/healthz', () => ({ status: 'ok' }))
-    .get('/readyz', ({ set }) => {
-      const current = status()
-      if (!current.ready) set.status = 503
-      return { ready: current.ready, state: current.state, failingSinks: current.failingSinks }
-    })
-    .get('/metrics', ({ set }) => {
-      set.headers['content-type'] = 'text/plain; version=0.0.4'
-      return metrics(status())
-    })
+// Requests whose target (path and query) is longer are refused before routing: no parameter of this API
+// needs more, and a parser should never see megabytes. Bun itself refuses header sections over 16 KB.
+export const MAX_TARGET_CHARS = 4_096
+const UUID = t.String({ format: 'uuid', description: 'a workspace id (UUID)', error: 'must be a UUID' })
+const EVENT_ID_PATTERN = '^[0-9A-F]{16}-[0-9A-F]{8}$'
+const EVENT_ID = t.String({ pattern: EVENT_ID_PATTERN, description: 'an event id, `<16 hex>-<8 hex>`', error: 'must be an event id (16 hex digits, a dash, 8 hex digits)' })
+const TYPE_ALTERNATIVES = EVENT_TYPES.map((type) => type.replace('.', '\\.')).join('|')
+const TYPES = t.String({
+  pattern: `^(${TYPE_ALTERNATIVES})(,(${TYPE_ALTERNATIVES}))*$`,
+  description: `comma list of event types: ${EVENT_TYPES.join(', ')}`,
+  error: `must be a comma list of event types (${EVENT_TYPES.join(', ')})`,
+})
+const ERROR_BODY = t.Object({ error: t.String(), message: t.String() }, { description: 'the contract\'s error shape' })
+const ERRORS = { 400: ERROR_BODY, 401: ERROR_BODY, 404: ERROR_BODY, 500: ERROR_BODY, 503: ERROR_BODY }
+
+export type HttpServiceOptions = {
+  status: () => Status
+  db: Db
+  slot: string
+  pubsub: PublisherOptions
+  auth: { issuer: string | null; audience: string | null }
+  maxStreamClients: number
+  log: Logger
 }
 
-function metrics(status: Status): string {
-  const lines = [
-    '# HELP task_connector_events_total Events made durable and published.',
-    '# TYPE task_connector_events_total counter',
-    `task_connector_events_total ${status.eventsTotal}`,
-    '# HELP task_connector_lag_bytes WAL between the server position and the confirmed LSN.',
-    '# TYPE task_connector_lag_bytes gauge',
-    `task_connector_lag_bytes ${status.lagBytes ?? 'NaN'}`,
-    '# HELP task_connector_replication_latency_seconds Heartbeat round trip through the WAL.',
-    '# TYPE task_connector_replication_latency_seconds gauge',
-    `task_connector_replication_latency_seconds ${status.replicationLatencyMs === null ? 'NaN' : status.replicationLatencyMs / 1000}`,
-    '# HELP task_connector_streaming Whether the connector streams with every sink healthy.',
-    '# TYPE task_connector_streaming gauge',
-    `task_connector_streaming ${status.state === 'streaming' ? 1 : 0}`,
-    '# HELP task_connector_uptime_seconds Seconds since start.',
-    '# TYPE task_connector_uptime_seconds gauge',
-    `task_connector_uptime_seconds ${status.uptimeSeconds}`,
-  ]
-  return lines.join('\n') + '\n'
+/** The HTTP service: its routes, and the hooks the pipeline reports to. */
+export function createHttpService(options: HttpServiceOptions) {
+  const { status, log } = options
+  const store = createApiStore(options.db, options.slot)
+  const metrics = createMetrics(status)
+  const live = createLiveStream({ store, metrics, log: log.child({ component: 'stream' }), maxClients: options.maxStreamClients })
+  const topic = topicCheck(options.pubsub)
+  const readiness = startReadiness([{ name: 'mongo', run: store.ping }, topic], log.child({ component: 'readiness' }))
+  const authorize = options.auth.issuer ? createAuthorizer({ issuer: options.auth.issuer, audience: options.auth.audience, log }) : null
+  if (!authorize) log.warn('no --auth-issuer: /v1/api/* is open to anyone who reaches this port')
+
+  const app = createHttpApp({ status, live, store, metrics, readiness, authorize, log })
+  return {
+    app,
+    /** The pipeline's onDurable: live clients and metrics. */
+    durable(batch: TaskEvent[]) {
+      // Called from the pipeline's acknowledgement chain: a failure here must not stop the stream.
+      try {
+        metrics.durable(batch)
+        live.durable(batch)
+      } catch (error) {
+        log.error(`live stream: ${(error as Error).stack ?? error}`)
+      }
+    },
+    observeSink: metrics.sinkCall,
+    async close() {
+      readiness.stop()
+      await topic.close()
+    },
+  }
+}
+
+type AppParts = {
+  status: () => Status
+  live: LiveStream
+  store: ReturnType<typeof createApiStore>
+  metrics: ReturnType<typeof createMetrics>
+  readiness: { ok: boolean; checks: Record<string, boolean> }
+  authorize: Authorizer | null
+  log: Logger
+}
+
+const failure = (status: number, error: string, message: string) => Response.json({ error, message }, { status })
+const unauthorized = () =>
+  new Response(JSON.stringify({ error: 'unauthorized', message: 'a valid bearer token is required' }), {
+    status: 401,
+    headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' },
+  })
+
+export function createHttpApp(parts: AppParts) {
+  const { status, live, store, metrics, readiness, authorize, log } = parts
+  // normalize: false, so that an unknown query parameter (a misspelt filter) is refused, not dropped.
+  return new Elysia({ normalize: false })
+    .onRequest(async ({ request }) => {
+      const url = request.url
+      const target = url.slice(url.indexOf('/', url.indexOf('//') + 2))
+      if (target.length > MAX_TARGET_CHARS) return failure(414, 'uri_too_long', `the request target is over ${MAX_TARGET_CHARS} characters`)
+      const repeated = repeatedParameter(target)
+      if (repeated) return failure(400, 'invalid_parameter', `query parameter ${repeated}: given more than once`)
+      if (authorize && target.startsWith('/v1/api/') && !(await authorize(request.headers.get('authorization')))) return unauthorized()
+    })
+    .onError(({ code, error, path, request }) => {
+      switch (code) {
+        case 'VALIDATION':
+          return failure(400, 'invalid_parameter', validationMessage(error))
+        case 'NOT_FOUND':
+          return failure(404, 'not_found', `no route ${new URL(request.url).pathname}`)
+        case 'PARSE':
+          return failure(400, 'bad_request', 'the request could not be parsed')
+        default:
+          log.error(`${path}: ${(error as Error)?.stack ?? String(error)}`)
+          return failure(500, 'internal', 'internal error; the detail is in the log')
+      }
+    })
+    .use(
+      openapi({
+        provider: null,
+        specPath: '/openapi.json',
+        documentation: { info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' } },
+      }),
+    )
+    .get(
+      '/info',
+      () => {
+        const { ready: _ready, ...info } = status()
+        return info
+      },
+      { detail: { summary: 'Service status' } },
+    )
+    .get('/healthz', () => ({ status: 'ok' }), { detail: { summary: 'Liveness' } })
+    .get(
+      '/readyz',
+      ({ set }) => {
+        const current = status()
+        const ready = current.ready && readiness.ok
+        if (!ready) set.status = 503
+        return { ready, state: current.state, failingSinks: current.failingSinks, checks: readiness.checks }
+      },
+      { detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' } },
+    )
+    .get(
+      '/metrics',
+      async ({ set }) => {
+        set.headers['content-type'] = metrics.registry.contentType
+        return metrics.text()
+      },
+      { detail: { summary: 'Prometheus metrics' } },
+    )
+    .get(
+      '/v1/api/ws/Stream',
+      ({ query, headers, request, server }) => {
+        const after = headers['last-event-id'] ?? query.since ?? null
+        const response = live.open(
+          { after, filter: { workspace: query.workspace, types: query.types?.split(',') as typeof EVENT_TYPES[number][] | undefined } },
+          request.signal,
+        )
+        if (!response) return failure(503, 'too_many_clients', 'the stream has as many clients as --max-stream-clients allows; retry later')
+        // The server's idle timeout would cut an SSE client between two keep-alives.
+        server?.timeout(request, 0)
+        return response
+      },
+      {
+        query: t.Object(
+          {
+            workspace: t.Optional(UUID),
+            types: t.Optional(TYPES),
+            since: t.Optional(EVENT_ID),
+          },
+          { additionalProperties: false },
+        ),
+        headers: t.Object({ 'last-event-id': t.Optional(EVENT_ID) }),
+        response: { 200: t.String({ description: 'text/event-stream: `id:` event id, `event:` type, `data:` event JSON' }), ...ERRORS },
+        detail: { summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`' },
+      },
+    )
+    .get(
+      '/v1/api/ws/Snapshot',
+      ({ query, headers, request, server }) => {
+        const format = headers.accept?.includes(NDJSON) ? 'ndjson' : 'json'
+        metrics.snapshots.inc({ format })
+        // A large snapshot's first rows can take longer than the server's idle timeout to come.
+        server?.timeout(request, 0)
+        return snapshotResponse(store, query.workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
+      },
+      {
+        query: t.Object({ workspace: t.Optional(UUID) }, { additionalProperties: false }),
+        response: {
+          200: t.Object(
+            { lsn: t.Nullable(t.String()), lastEventId: t.Nullable(t.String()), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
+            { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
+          ),
+          ...ERRORS,
+        },
+        detail: { summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan' },
+      },
+    )
+}
+
+/** The first query parameter given more than once (every parameter of this API takes one value). */
+function repeatedParameter(target: string): string | null {
+  const query = target.indexOf('?')
+  if (query < 0) return null
+  const seen = new Set<string>()
+  for (const name of new URLSearchParams(target.slice(query)).keys()) {
+    if (seen.has(name)) return name
+    seen.add(name)
+  }
+  return null
+}
+
+/** One line naming the parameter and what is wrong with it (the schema's own `error` text where it has one). */
+function validationMessage(error: unknown): string {
+  const { all, type } = error as { all?: { path?: string; summary?: string; schema?: { error?: unknown } }[]; type?: string }
+  const first = all?.[0]
+  const name = first?.path?.replace(/^\//, '') || 'parameter'
+  const problem = typeof first?.schema?.error === 'string' ? first.schema.error : (first?.summary ?? 'is invalid')
+  return `${type === 'headers' ? 'header' : 'query parameter'} ${name}: ${problem}`
 }

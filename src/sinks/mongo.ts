@@ -315,7 +315,8 @@ export function fromDocument(document: Document): EventRow {
   return row
 }
 
-function eventFromDocument(document: Document): TaskEvent {
+/** Back from a stored `task_events` document to the event as it was emitted. */
+export function eventFromDocument(document: Document): TaskEvent {
   const { _id, commitTime, data, previous, ...rest } = document
   return {
     id: _id,

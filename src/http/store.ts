@@ -1,0 +1,60 @@
+// The HTTP API's reads of the MongoDB state (contract section 4): the history in `task_events` for the
+// Stream, the current rows for the Snapshot, the checkpoint that bounds both. Read only; every read is a
+// cursor in `_id` order (or the collection's natural order for rows), so memory does not grow with the
+// size of what is read.
+
+import type { Db, Document, FindCursor } from 'mongodb'
+import { eventIdRange } from '../events/ids.ts'
+import type { EventType, TaskEvent } from '../events/events.ts'
+import { parseLsn } from '../replication/lsn.ts'
+import { COLLECTIONS, eventFromDocument, fromDocument } from '../sinks/mongo.ts'
+
+export type EventFilter = { workspace?: string; types?: EventType[] }
+
+/** The checkpoint: its LSN, and the greatest event id it covers (every event at or below it is durable and published). */
+export type DurablePoint = { lsn: string; lastEventId: string }
+
+// Documents per round trip of a cursor: large enough that a catch-up is not a round trip per event, small
+// enough that a page of large events stays a few MB.
+const CURSOR_BATCH = 500
+
+export type ApiStore = ReturnType<typeof createApiStore>
+
+export function createApiStore(db: Db, slot: string) {
+  const collection = (name: string) => db.collection<Document & { _id: string }>(name)
+
+  return {
+
+    /**
+     * The checkpoint as a resume point for the Stream: its LSN, and the greatest event id it covers
+     * (`<commit LSN>-FFFFFFFF`). Not necessarily a stored event's id, but as good for `since`, and read
+     * in one lookup where finding the last stored event of a large commit took FerretDB seconds.
+     */
+    async durablePoint(): Promise<DurablePoint | null> {
+      const checkpoint = await collection(COLLECTIONS.checkpoints).findOne({ _id: slot })
+      return checkpoint?.lsn ? { lsn: checkpoint.lsn, lastEventId: eventIdRange(parseLsn(checkpoint.lsn)).last } : null
+    },
+
+    /** Stored events with `after` < id ≤ `through`, in id order, that pass the filter. */
+    history(after: string, through: string, filter: EventFilter): FindCursor<TaskEvent> {
+      const query: Document = { _id: { $gt: after, $lte: through } }
+      if (filter.workspace) query.workspaceId = filter.workspace
+      if (filter.types) query.type = { $in: filter.types }
+      return collection(COLLECTIONS.events).find(query).sort({ _id: 1 }).batchSize(CURSOR_BATCH).map(eventFromDocument)
+    },
+
+    /** Live rows (no tombstones) of `tasks` or `workspaces`, as event rows carrying their `lastEventId`. */
+    rows(name: 'tasks' | 'workspaces', workspace?: string): FindCursor<Document> {
+      const query: Document = { deleted: { $ne: true } }
+      if (workspace) query[name === 'tasks' ? 'workspaceId' : '_id'] = workspace
+      return collection(name)
+        .find(query)
+        .batchSize(CURSOR_BATCH)
+        .map((document) => ({ ...fromDocument(document), lastEventId: document.lastEventId }))
+    },
+
+    async ping(): Promise<void> {
+      await db.command({ ping: 1 })
+    },
+  }
+}
