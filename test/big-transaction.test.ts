@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { peakRssMb } from './support/memory.ts'
 import { type Connector, type Stack, lsnValue, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { publishedIds, storedIds } from './support/verify.ts'
+import { ordinalHex, publishedIds, storedIds } from './support/verify.ts'
 import { createWorkspace, insertTasks } from './support/workspace.ts'
 
 // About ten minutes on FerretDB/SQLite (some 1,700 events a second). Memory is bounded per change held, not
@@ -25,7 +25,6 @@ afterAll(async () => {
   await stack?.stop()
 }, 120_000)
 
-const hex8 = (ordinal: number) => ordinal.toString(16).toUpperCase().padStart(8, '0')
 /** An event id's commit LSN (its first 16 hex digits). */
 const commitOf = (id: string) => BigInt(`0x${id.slice(0, 16)}`)
 
@@ -50,7 +49,7 @@ test(`a ${ROWS.toLocaleString('en')}-row transaction reaches MongoDB and Pub/Sub
   expect(commitOf(workspaceEvent!)).toBeLessThanOrEqual(before)
   expect(commitOf(commit)).toBeGreaterThan(before)
   expect(commitOf(commit)).toBeLessThanOrEqual(after)
-  const notInSequence = rows.map((id, ordinal) => [id, `${commit}-${hex8(ordinal)}`]).filter(([id, want]) => id !== want)
+  const notInSequence = rows.map((id, ordinal) => [id, `${commit}-${ordinalHex(ordinal)}`]).filter(([id, want]) => id !== want)
   expect({ rows: rows.length, notInSequence: notInSequence.slice(0, 5) }).toEqual({ rows: ROWS, notInSequence: [] })
   expect({ distinct: published.size, missing: stored.filter((id) => !published.has(id)).slice(0, 5) }).toEqual({ distinct: ROWS + 1, missing: [] })
 

@@ -46,6 +46,9 @@ export function lsnHex16(lsn: string): string {
   return high.toUpperCase().padStart(8, '0') + low.toUpperCase().padStart(8, '0')
 }
 
+/** An event id's second part: the change's ordinal in its transaction, 8 upper-case hex digits. */
+export const ordinalHex = (ordinal: number) => ordinal.toString(16).toUpperCase().padStart(8, '0')
+
 type Wal2jsonChange = {
   action: string
   xid?: number
@@ -103,7 +106,7 @@ export async function expectedChanges(sql: postgres.Sql, slot = VERIFY_SLOT): Pr
       const columns = change.columns ?? change.identity
       const row = kind === 'truncate' || !columns ? null : typedRow(columns)
       const expected: ExpectedChange = {
-        id: `${transaction.hex}-${(transaction.ordinal++).toString(16).toUpperCase().padStart(8, '0')}`,
+        id: `${transaction.hex}-${ordinalHex(transaction.ordinal++)}`,
         table,
         kind,
         rowId: (row?.id as string | undefined) ?? null,
