@@ -8,8 +8,8 @@
 // confirmed LSN may still move for batches the failing sink took before it went down (their other write
 // may still be under way), and then must stand still until the sink is back. For Pub/Sub that bound is
 // exact: every event at or below a confirmed LSN must have been published before that LSN was seen. For
-// MongoDB too: every event at or below the slot's confirmed LSN is in task_events when it is read, sampled
-// all along and, for the FerretDB outage, with the connector frozen (SIGSTOP) as FerretDB comes back.
+// MongoDB, in the FerretDB outage: every event at or below the slot's confirmed LSN is in task_events when it
+// is read, sampled all along and with the connector frozen (SIGSTOP) as FerretDB comes back.
 // Each event's content and the order of first deliveries per ordering key are checked as well (verify.ts).
 // The workload is seeded (TC_TEST_SEED, printed first).
 
@@ -154,9 +154,9 @@ async function durableSample(stack: Stack, slotSql: postgres.Sql, since: number,
  * Durable samples in the background, one at a time, skipping those a server that is down cannot answer. One
  * whose MongoDB read waits for FerretDB to come back still holds: the read only comes later.
  */
-function watchDurable(stack: Stack, samples: DurableSample[], since: () => number) {
+function watchDurable(stack: Stack, samples: DurableSample[], since: () => number, sampling: boolean) {
   const sql = postgres({ ...stack.pg.options, max: 1, connect_timeout: 1, onnotice: () => {} })
-  let stopped = false
+  let stopped = !sampling
   const loop = (async () => {
     while (!stopped) {
       const taken = await durableSample(stack, sql, since()).catch(() => null)
@@ -197,7 +197,8 @@ async function sample(connector: Connector, slot: ReturnType<typeof watchSlot>, 
  */
 async function withOutage(
   name: string,
-  outage: (stack: Stack, tookEffect: () => void, durable: (take: () => Promise<void>) => Promise<void>) => Promise<void>,
+  outage: (stack: Stack, tookEffect: () => void, frozen: (take: () => Promise<void>) => Promise<void>) => Promise<void>,
+  { sampleDurable = false } = {},
 ): Promise<Run> {
   const stack = await startStack()
   open.stack = stack
@@ -213,7 +214,8 @@ async function withOutage(
   const slot = watchSlot(stack)
   const durable: DurableSample[] = []
   let since = performance.now()
-  const durableWatch = watchDurable(stack, durable, () => since)
+  // Only where MongoDB is the sink at fault: each sample makes FerretDB read every event, a load the other outages need not carry.
+  const durableWatch = watchDurable(stack, durable, () => since, sampleDurable)
   /**
    * Runs `take` with the connector frozen (SIGSTOP), then takes a durable sample before it goes on: while it
    * cannot write, what task_events holds is what it held when it was frozen.
@@ -388,7 +390,6 @@ describe('extract-tasks through outages, with writes going on', () => {
       checked(run, 'Pub/Sub paused', () => {
         expectHeldWhileDown(run, 'pubsub')
         expectNeverConfirmedUnpublished(run)
-        expectNeverConfirmedUnstored(run)
         expectWhole(run)
       })
     },
@@ -398,14 +399,14 @@ describe('extract-tasks through outages, with writes going on', () => {
   test(
     'FerretDB down for 20 s: the stream is held, the confirmed LSN stands and never passes task_events, nothing lost or applied twice',
     async () => {
-      const run = await withOutage('FerretDB stopped', async (stack, tookEffect, durable) => {
+      const run = await withOutage('FerretDB stopped', async (stack, tookEffect, frozen) => {
         await stack.mongo.stop()
         tookEffect()
         await Bun.sleep(OUTAGE_MS)
         // The slot as the outage left it, against task_events as the outage left it: the connector is frozen
         // from before FerretDB is back until the sample is taken.
-        await durable(() => stack.mongo.restart())
-      })
+        await frozen(() => stack.mongo.restart())
+      }, { sampleDurable: true })
       checked(run, 'FerretDB stopped', () => {
         expectHeldWhileDown(run, 'mongo')
         // Once FerretDB is gone no write can succeed, checkpoints included: nothing moves once the last
@@ -442,7 +443,6 @@ describe('extract-tasks through outages, with writes going on', () => {
         for (let i = 1; i < run.samples.length; i++) expect(run.samples[i]!.confirmed).toBeGreaterThanOrEqual(run.samples[i - 1]!.confirmed)
         for (const s of run.samples) if (s.slot !== null) expect(s.slot).toBeLessThanOrEqual(s.confirmed)
         expectNeverConfirmedUnpublished(run)
-        expectNeverConfirmedUnstored(run)
         expectFlatMemory(run)
         expectWhole(run)
       })
