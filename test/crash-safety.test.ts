@@ -2,8 +2,9 @@
 // changes, deletes, workspace deletes that cascade, in transactions of 1 to 3,000 rows), extract-tasks is
 // killed with SIGKILL at ten random moments and started again each time, resuming from its checkpoint.
 // Once it has caught up, nothing is lost and nothing is applied twice: every change's event reached
-// Pub/Sub, task_events holds each change exactly once and tells it truly, and tasks and workspaces
-// equal the tables. What the changes were comes from a slot of our own, not from the connector.
+// Pub/Sub, first delivered in id order per ordering key, task_events holds each change exactly once, both
+// tell it truly field by field (data, previous, changed, transition), and tasks and workspaces equal the
+// tables. What the changes were comes from a slot of our own, not from the connector.
 //
 // The workload and the moments come from one seed, printed first: TC_TEST_SEED=<seed> writes the same
 // workload and draws the same moments again. TC_CRASH_CHANGES changes the size (for a quicker local run).
@@ -178,7 +179,17 @@ describe(`extract-tasks killed ${KILLS} times during a ${CHANGES.toLocaleString(
     expect(stored.actual).toBe(CHANGES)
   })
 
-  test('each stored event tells its change: type, ids, commit LSN, xid and status transition', () => {
+  test("each event's first copy on Pub/Sub tells its change: every field (data, previous, changed, transition), attributes and ordering key", () => {
+    expect(verification.publishedContent).toEqual(passing(verification).publishedContent)
+    expect(verification.publishedContent.checked).toBe(CHANGES)
+  })
+
+  test('per ordering key, the first delivery of each event comes in id order', () => {
+    expect(verification.order).toEqual(passing(verification).order)
+    expect(verification.order.keys).toBeGreaterThan(0)
+  })
+
+  test('each stored event tells its change: every field, data, previous, changed and transition included', () => {
     expect(verification.history).toEqual(passing(verification).history)
     expect(verification.history.checked).toBe(CHANGES)
   })

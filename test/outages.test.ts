@@ -7,7 +7,10 @@
 // What is correct while a sink is down: a batch is acknowledged only once both sinks hold it, so the
 // confirmed LSN may still move for batches the failing sink took before it went down (their other write
 // may still be under way), and then must stand still until the sink is back. For Pub/Sub that bound is
-// exact: every event at or below a confirmed LSN must have been published before that LSN was seen.
+// exact: every event at or below a confirmed LSN must have been published before that LSN was seen. For
+// MongoDB, in the FerretDB outage: every event at or below the slot's confirmed LSN is in task_events when it
+// is read, sampled all along and with the connector frozen (SIGSTOP) as FerretDB comes back.
+// Each event's content and the order of first deliveries per ordering key are checked as well (verify.ts).
 // The workload is seeded (TC_TEST_SEED, printed first).
 
 import { afterEach, describe, expect, test } from 'bun:test'
@@ -15,7 +18,17 @@ import { readFileSync } from 'node:fs'
 import postgres from 'postgres'
 import { waitFor } from './support/ports.ts'
 import { type Connector, type Stack, TOPIC, lsnValue, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
-import { type ExpectedChange, type Verification, createVerificationSlot, expectedChanges, passing, startWorkload, verifyAll } from './support/verify.ts'
+import {
+  ALL_IDS,
+  type ExpectedChange,
+  type Verification,
+  createVerificationSlot,
+  expectedChanges,
+  passing,
+  startWorkload,
+  storedIds,
+  verifyAll,
+} from './support/verify.ts'
 
 const SEED = Number(process.env.TC_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const OUTAGE_MS = 20_000
@@ -38,6 +51,10 @@ const RSS_GROWTH_LIMIT_MB = 100
 const RECOVERY_MS = 60_000
 const AFTER_OUTAGE_MS = 5_000
 const TEST_TIMEOUT_MS = 300_000
+/** The slot's confirmed LSN against task_events this often: each a scan of the ids stored so far, which FerretDB reads whole. */
+const DURABLE_EVERY_MS = 5_000
+/** A status update the connector sent before it was frozen reaches the slot within this long. */
+const IN_FLIGHT_STATUS_MS = 300
 
 console.error(`outages: seed ${SEED} (TC_TEST_SEED=${SEED} repeats the workload)`)
 
@@ -57,6 +74,9 @@ type Sample = {
   readingPaused: boolean
 }
 
+/** The slot's confirmed LSN, and how many events at or below it task_events held right after it was read. */
+type DurableSample = { at: number; slot: bigint; stored: number; frozen: boolean }
+
 type Run = {
   stack: Stack
   connector: Connector
@@ -67,6 +87,7 @@ type Run = {
   verification: Verification
   /** Publish time of the first copy of each event id. */
   publishedAt: Map<string, number>
+  durable: DurableSample[]
 }
 
 let open: { stack?: Stack; connector?: Connector } = {}
@@ -115,6 +136,44 @@ function watchSlot(stack: Stack) {
   }
 }
 
+const hex16 = (lsn: bigint) => lsn.toString(16).toUpperCase().padStart(16, '0')
+
+/**
+ * Reads the slot's confirmed LSN, then at once the ids task_events holds at or below it. The confirmed LSN
+ * only grows and task_events only gains: every event at or below the LSN read must be among those found.
+ */
+async function durableSample(stack: Stack, slotSql: postgres.Sql, since: number, frozen = false): Promise<DurableSample | null> {
+  const [row] = await slotSql<{ lsn: string }[]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = 'task_connector'`
+  if (!row) return null
+  const slot = lsnValue(row.lsn)
+  const stored = (await storedIds(stack.db, { from: ALL_IDS.from, to: `${hex16(slot)}-FFFFFFFF` })).length
+  return { at: Math.round(performance.now() - since), slot, stored, frozen }
+}
+
+/**
+ * Durable samples in the background, one at a time, skipping those a server that is down cannot answer. One
+ * whose MongoDB read waits for FerretDB to come back still holds: the read only comes later.
+ */
+function watchDurable(stack: Stack, samples: DurableSample[], since: () => number, sampling: boolean) {
+  const sql = postgres({ ...stack.pg.options, max: 1, connect_timeout: 1, onnotice: () => {} })
+  let stopped = !sampling
+  const loop = (async () => {
+    while (!stopped) {
+      const taken = await durableSample(stack, sql, since()).catch(() => null)
+      if (taken && !stopped) samples.push(taken)
+      await Bun.sleep(DURABLE_EVERY_MS)
+    }
+  })()
+  return {
+    sql,
+    async stop() {
+      stopped = true
+      await loop
+      await sql.end({ timeout: 1 }).catch(() => {})
+    },
+  }
+}
+
 async function sample(connector: Connector, slot: ReturnType<typeof watchSlot>, since: number): Promise<Sample> {
   const info = await connector.info()
   const { slot: slotLsn, time: slotTime } = slot.latest
@@ -136,7 +195,11 @@ async function sample(connector: Connector, slot: ReturnType<typeof watchSlot>, 
  * connector's RSS are sampled, until the connector streams again; then the load goes on a little, stops,
  * and everything is checked. `tookEffect` marks when the server is down.
  */
-async function withOutage(name: string, outage: (stack: Stack, tookEffect: () => void) => Promise<void>): Promise<Run> {
+async function withOutage(
+  name: string,
+  outage: (stack: Stack, tookEffect: () => void, frozen: (take: () => Promise<void>) => Promise<void>) => Promise<void>,
+  { sampleDurable = false } = {},
+): Promise<Run> {
   const stack = await startStack()
   open.stack = stack
   const connector = await startConnector(stack)
@@ -149,12 +212,31 @@ async function withOutage(name: string, outage: (stack: Stack, tookEffect: () =>
     survive: true,
   })
   const slot = watchSlot(stack)
+  const durable: DurableSample[] = []
+  let since = performance.now()
+  // Only where MongoDB is the sink at fault: each sample makes FerretDB read every event, a load the other outages need not carry.
+  const durableWatch = watchDurable(stack, durable, () => since, sampleDurable)
+  /**
+   * Runs `take` with the connector frozen (SIGSTOP), then takes a durable sample before it goes on: while it
+   * cannot write, what task_events holds is what it held when it was frozen.
+   */
+  const frozen = async (take: () => Promise<void>) => {
+    connector.process.kill('SIGSTOP')
+    try {
+      await take()
+      await Bun.sleep(IN_FLIGHT_STATUS_MS)
+      const taken = await durableSample(stack, durableWatch.sql, since, true)
+      if (taken) durable.push(taken)
+    } finally {
+      connector.process.kill('SIGCONT')
+    }
+  }
   try {
     await Bun.sleep(WARM_UP.ms)
     await waitFor(`${WARM_UP.events} events published`, async () => (await stack.pubsub.count(TOPIC)) >= WARM_UP.events, 60_000)
 
     const samples: Sample[] = []
-    let since = performance.now()
+    since = performance.now()
     samples.push(await sample(connector, slot, since))
     let over = false
     let effective = 0
@@ -167,7 +249,7 @@ async function withOutage(name: string, outage: (stack: Stack, tookEffect: () =>
     since = performance.now()
     // Sampled until the connector streams again: it may notice a lost connection only after the server is back.
     try {
-      await outage(stack, () => (effective = Math.round(performance.now() - since)))
+      await outage(stack, () => (effective = Math.round(performance.now() - since)), frozen)
       await waitFor(`the connector streaming again after ${name}`, async () => {
         const info = await connector.info()
         return info.state === 'streaming' && !info.failingSinks?.length
@@ -180,6 +262,7 @@ async function withOutage(name: string, outage: (stack: Stack, tookEffect: () =>
     await Bun.sleep(AFTER_OUTAGE_MS)
     const stats = await workload.stop()
     await waitCaughtUp(stack, connector, 180_000)
+    await durableWatch.stop()
     await Bun.sleep(SLOT_EVERY_MS + SLOT_READ_TIMEOUT_MS)
     samples.push(await sample(connector, slot, since))
     const expected = await expectedChanges(stack.pg.sql)
@@ -189,8 +272,9 @@ async function withOutage(name: string, outage: (stack: Stack, tookEffect: () =>
       const id = message.attributes.eventId!
       if (!publishedAt.has(id)) publishedAt.set(id, message.publishTime.getTime())
     }
-    console.error(`outages: ${name}: took effect at ${effective} ms; workload ${JSON.stringify(stats)}; ${samples.length} samples, as they changed: ${changes(samples).map(describeSample).join(' | ')}`)
-    return { stack, connector, samples, effective, expected, verification, publishedAt }
+    console.error(`outages: ${name}: took effect at ${effective} ms; workload ${JSON.stringify(stats)}; ${durable.length} durable samples ` +
+      `(${durable.map((s) => `${hex(s.slot)}${s.frozen ? ' frozen' : ''}: ${s.stored}`).join(', ')}); ${samples.length} samples, as they changed: ${changes(samples).map(describeSample).join(' | ')}`)
+    return { stack, connector, samples, effective, expected, verification, publishedAt, durable }
   } catch (error) {
     console.error(`outages: ${name} failed; the connector's log ends:\n${connector.log().slice(-6_000)}`)
     console.error(`outages: FerretDB's log ends:\n${tail(stack.mongo.logPath)}\nthe emulator's log ends:\n${tail(stack.pubsub.logPath)}`)
@@ -198,6 +282,7 @@ async function withOutage(name: string, outage: (stack: Stack, tookEffect: () =>
   } finally {
     await workload.stop().catch(() => {})
     await slot.stop()
+    await durableWatch.stop()
   }
 }
 
@@ -249,6 +334,21 @@ function expectNeverConfirmedUnpublished(run: Run) {
   expect(violations.slice(0, 5)).toEqual([])
 }
 
+/**
+ * MongoDB durable before the slot is confirmed: every event at or below a sampled confirmed LSN was in
+ * task_events right after the sample. Exact counts suffice: task_events ends up holding exactly the expected
+ * events (expectWhole), so those found at or below an LSN are a subset of those expected there.
+ */
+function expectNeverConfirmedUnstored(run: Run) {
+  const violations: string[] = []
+  for (const s of run.durable) {
+    const expected = run.expected.filter((change) => lsnValue(change.lsn) <= s.slot).length
+    if (s.stored < expected) violations.push(`slot confirmed ${hex(s.slot)} at ${s.at} ms${s.frozen ? ' (connector frozen)' : ''}: ${expected - s.stored} of its ${expected} events not in task_events`)
+  }
+  expect(violations.slice(0, 5)).toEqual([])
+  expect(run.durable.length).toBeGreaterThanOrEqual(3)
+}
+
 /** While the sink is down: it is named in /info soon and stays so, the confirmed LSN settles and stands, memory stays flat. */
 function expectHeldWhileDown(run: Run, sink: 'pubsub' | 'mongo') {
   const samples = during(run)
@@ -297,14 +397,16 @@ describe('extract-tasks through outages, with writes going on', () => {
   )
 
   test(
-    'FerretDB down for 20 s: the stream is held, the confirmed LSN stands, nothing lost or applied twice',
+    'FerretDB down for 20 s: the stream is held, the confirmed LSN stands and never passes task_events, nothing lost or applied twice',
     async () => {
-      const run = await withOutage('FerretDB stopped', async (stack, tookEffect) => {
+      const run = await withOutage('FerretDB stopped', async (stack, tookEffect, frozen) => {
         await stack.mongo.stop()
         tookEffect()
         await Bun.sleep(OUTAGE_MS)
-        await stack.mongo.restart()
-      })
+        // The slot as the outage left it, against task_events as the outage left it: the connector is frozen
+        // from before FerretDB is back until the sample is taken.
+        await frozen(() => stack.mongo.restart())
+      }, { sampleDurable: true })
       checked(run, 'FerretDB stopped', () => {
         expectHeldWhileDown(run, 'mongo')
         // Once FerretDB is gone no write can succeed, checkpoints included: nothing moves once the last
@@ -312,6 +414,8 @@ describe('extract-tasks through outages, with writes going on', () => {
         const samples = during(run).filter((s) => s.at >= run.effective + FERRETDB_SETTLED_MS)
         for (const s of samples) expect({ at: s.at, confirmed: hex(s.confirmed) }).toEqual({ at: s.at, confirmed: hex(samples[0]!.confirmed) })
         expectNeverConfirmedUnpublished(run)
+        expect(run.durable.filter((s) => s.frozen)).toHaveLength(1)
+        expectNeverConfirmedUnstored(run)
         expectWhole(run)
       })
     },

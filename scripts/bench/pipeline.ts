@@ -5,9 +5,10 @@
 //
 // Throughput: every contender's slot is created before the workload (workload.ts), so all start at the
 // same LSN; the workload ends with a non-transactional logical message of the connector's prefix, whose LSN is
-// the end. The connector counts from its spawn until /info confirms the end (everything durable in MongoDB and
-// acknowledged by Pub/Sub), each round with a fresh slot, database and topic; pg_recvlogical from its spawn to its
-// exit at --endpos. Rounds alternate the contenders (connector, pg_recvlogical, MongoDB ceiling, Pub/Sub ceiling)
+// the end. The connector counts from its spawn until the sinks hold every event (each id on the topic, each in
+// task_events by a scan of `_id`), each round with a fresh slot, database and topic; the counts are checked
+// exact and the end confirmed before it is stopped. pg_recvlogical counts from its spawn to its exit at
+// --endpos, and its slot must then be confirmed at the end. Rounds alternate the contenders (connector, pg_recvlogical, MongoDB ceiling, Pub/Sub ceiling)
 // and the figures are medians. The default size keeps the run under 10 minutes with FerretDB as the MongoDB.
 // Latency: a fresh connector, a light load first (what our own path adds while the servers keep up), then the
 // target load; per event, the emulator's publishTime (pstest stamps it on receipt) minus the event's commitTime,
@@ -25,7 +26,9 @@ import { MESSAGE_PREFIX, TRACKED_TABLES } from '../../src/extract-tasks.ts'
 import { pluginOptions } from '../../src/replication/source.ts'
 import { peakRssMb } from '../../test/support/memory.ts'
 import { tempDir } from '../../test/support/server-process.ts'
+import { waitFor } from '../../test/support/ports.ts'
 import { type Connector, type Stack, lsnValue, startConnector, startStack, waitCaughtUp } from '../../test/support/stack.ts'
+import { storedIds } from '../../test/support/verify.ts'
 import { createWorkspace } from '../../test/support/workspace.ts'
 import { type LoadMix, runPacedLoad } from './pipeline-load.ts'
 import { planWorkload, prepareWorkload, writeWorkload } from './workload.ts'
@@ -70,7 +73,8 @@ const SCHEMA = 'public'
 const RUN_TIMEOUT_MS = 300_000
 // A connector whose confirmed LSN stays put this long is stuck (a sink that never answers), not slow.
 const STALL_MS = 60_000
-// Often enough to time runs of tens of seconds; rarer would blur the end, more often costs the connector CPU.
+// Often enough to time runs of tens of seconds; rarer would blur the end, more often costs the sinks' servers CPU.
+const SINK_POLL_MS = 100
 const INFO_POLL_MS = 100
 const CLOCK_TICKS_PER_S = 100
 
@@ -111,8 +115,38 @@ async function stopTracked(connector: Connector) {
   if (code !== 0 && code !== 143) log(`connector exited with ${code}:\n${connector.log().slice(-2000)}`)
 }
 
-/** The connector from its spawn until it confirms `end`: all of the workload durable and published. */
-async function runConnector(stack: Stack, round: number, slot: string, end: bigint): Promise<ConnectorRun> {
+/** What the round's sinks hold: distinct event ids on its topic (read on from where the last look ended), task_events by `_id`. */
+function roundSinks(stack: Stack, round: number) {
+  const published = new Set<string>()
+  let messages = 0
+  return {
+    published,
+    get messages() {
+      return messages
+    },
+    async readPublished() {
+      await stack.pubsub.eachMessage(`bench_${round}`, (message) => {
+        messages++
+        published.add(message.attributes.eventId!)
+      }, messages)
+    },
+    /** Cheap (a count FerretDB keeps), but not by id: only a trigger for `stored`. */
+    async estimatedStored() {
+      return await stack.mongoClient.db(`bench_${round}`).collection('task_events').estimatedDocumentCount()
+    },
+    async stored() {
+      return (await storedIds(stack.mongoClient.db(`bench_${round}`))).length
+    },
+  }
+}
+
+/**
+ * The connector from its spawn until the sinks hold every event of the workload: `events` distinct ids on the
+ * topic and in task_events (a scan of `_id` alone, which FerretDB answers by reading every document: only once
+ * Pub/Sub has them all and task_events' count says so, so that the scans do not slow the writes being timed).
+ * A connector that confirmed early is timed no faster for it.
+ */
+async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number): Promise<ConnectorRun> {
   const profile = values['cpu-prof-dir']
   const started = performance.now()
   const connector = await startTracked(
@@ -126,20 +160,29 @@ async function runConnector(stack: Stack, round: number, slot: string, end: bigi
   const startupMs = performance.now() - started
   const pid = connector.process.pid
   const deadline = started + RUN_TIMEOUT_MS
-  let progress = { lsn: '', at: performance.now() }
+  const sinks = roundSinks(stack, round)
+  let stored = 0
+  let progress = { held: 0, at: performance.now() }
   for (;;) {
-    const info = await connector.info().catch(() => null)
-    if (info && lsnValue(info.confirmedLsn) >= end) break
+    await sinks.readPublished()
+    if (sinks.published.size >= events && (await sinks.estimatedStored()) >= events && (stored = await sinks.stored()) >= events) break
     if (connector.process.exitCode !== null) throw new Error(`connector (round ${round}) exited with ${connector.process.exitCode}:\n${connector.log().slice(-2000)}`)
-    if (info && info.confirmedLsn !== progress.lsn) progress = { lsn: info.confirmedLsn, at: performance.now() }
+    const held = sinks.published.size + stored
+    if (held !== progress.held) progress = { held, at: performance.now() }
     const stalled = performance.now() - progress.at > STALL_MS
     if (stalled || performance.now() > deadline)
-      throw new Error(`connector (round ${round}) ${stalled ? `confirmed nothing new for ${STALL_MS / 1000} s` : `did not confirm the end in ${RUN_TIMEOUT_MS / 1000} s`}; ` +
-        `/info: ${JSON.stringify(info)}\n${connector.log().slice(-2000)}`)
-    await Bun.sleep(INFO_POLL_MS)
+      throw new Error(`connector (round ${round}) ${stalled ? `brought the sinks nothing new for ${STALL_MS / 1000} s` : `did not bring the sinks every event in ${RUN_TIMEOUT_MS / 1000} s`}; ` +
+        `${sinks.published.size} published, ${stored} stored of ${events}; /info: ${JSON.stringify(await connector.info().catch(() => null))}\n${connector.log().slice(-2000)}`)
+    await Bun.sleep(SINK_POLL_MS)
   }
   const ms = performance.now() - started
   const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid) }
+  // Before the stop, which drains what is in flight: exactly the workload, once, and the end confirmed.
+  await sinks.readPublished()
+  stored = await sinks.stored()
+  if (stored !== events || sinks.published.size !== events || sinks.messages !== events)
+    throw new Error(`connector (round ${round}) stored ${stored} events and published ${sinks.messages} messages of ${sinks.published.size} ids, not the workload's ${events}`)
+  await waitFor(`connector (round ${round}) to confirm the end`, async () => lsnValue((await connector.info()).confirmedLsn) >= end, STALL_MS, INFO_POLL_MS)
   await stopTracked(connector)
   return run
 }
@@ -155,6 +198,12 @@ async function runProcess(what: string, command: string[]): Promise<{ ms: number
   if (exitCode !== 0) throw new Error(`${what} exited with ${exitCode ?? child.signalCode}: ${stderr.trim().slice(-2000) || stdout.trim().slice(-2000)}`)
   const usage = child.resourceUsage()
   return { ms, cpuMs: usage ? Number(usage.cpuTime.total) / 1000 : NaN, last: stdout.trim().split('\n').at(-1) ?? '' }
+}
+
+/** pg_recvlogical writes to /dev/null: its final status update, at --endpos, is what shows it read to the end. */
+async function expectReadToEnd(stack: Stack, slot: string, end: string) {
+  const [row] = await stack.pg.sql<{ lsn: string }[]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = ${slot}`
+  if (!row || lsnValue(row.lsn) < lsnValue(end)) throw new Error(`pg_recvlogical exited with slot ${slot} confirmed at ${row?.lsn}, short of ${end}`)
 }
 
 function recvlogicalCommand(stack: Stack, slot: string, end: string): string[] {
@@ -186,15 +235,6 @@ async function exportRound(stack: Stack, round: number, dir: string, events: num
   return { eventsFile, messagesFile }
 }
 
-async function checkRound(stack: Stack, round: number, events: number) {
-  const [stored, published] = await Promise.all([
-    stack.mongoClient.db(`bench_${round}`).collection('task_events').countDocuments(),
-    stack.pubsub.count(`bench_${round}`),
-  ])
-  if (stored !== events || published !== events)
-    throw new Error(`connector (round ${round}) stored ${stored} events and published ${published}, not the workload's ${events}`)
-}
-
 async function throughput(stack: Stack) {
   const plan = planWorkload(MIN_CHANGES, { maxRows: LARGEST_TRANSACTION_ROWS })
   const events = plan.changes
@@ -223,13 +263,13 @@ async function throughput(stack: Stack) {
   const runs = { connector: [] as ConnectorRun[], recvlogical: [] as number[], mongo: [] as number[], pubsub: [] as number[] }
   const rate = (ms: number) => Math.round(events / (ms / 1000))
   for (let r = 1; r <= ROUNDS; r++) {
-    const connector = await runConnector(stack, r, slots[r - 1]!.connector, lsnValue(end))
-    await checkRound(stack, r, events)
+    const connector = await runConnector(stack, r, slots[r - 1]!.connector, lsnValue(end), events)
     runs.connector.push(connector)
     log(`round ${r} connector      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
       `cpu ${(connector.cpuMs / 1000).toFixed(2)} s  peak RSS ${connector.peakRssMb} MB`)
 
     const recvlogical = await runProcess(`pg_recvlogical (round ${r})`, recvlogicalCommand(stack, slots[r - 1]!.recvlogical, end))
+    await expectReadToEnd(stack, slots[r - 1]!.recvlogical, end)
     runs.recvlogical.push(recvlogical.ms)
     log(`round ${r} pg_recvlogical ${(recvlogical.ms / 1000).toFixed(2)} s  ${rate(recvlogical.ms)} events/s  cpu ${(recvlogical.cpuMs / 1000).toFixed(2)} s`)
 

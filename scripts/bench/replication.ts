@@ -1,7 +1,8 @@
 // bench:replication — our change source against pg_recvlogical and npm pg-logical-replication, on one workload.
 // Every contender consumes a slot of its own, all created before the workload so they start at the same LSN,
-// in its own process (spawn to exit is timed, peak RSS is the child's VmHWM); rounds alternate the contenders
-// and the figures are medians. A second phase streams one 1,000,000-row transaction through our source.
+// in its own process (spawn to exit is timed, peak RSS is the child's VmHWM); rounds alternate the contenders,
+// each round starting with the next one, and the figures are medians. The workload ends with a marker message
+// after which nothing of ours writes WAL, so that pg_recvlogical (stopping at --endpos) decodes no more than ours. A second phase streams one 1,000,000-row transaction through our source.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
 //   bun scripts/bench/replication.ts [--rounds 3] [--changes 300000] [--big-txn-rows 1000000]
 
@@ -143,7 +144,8 @@ async function main() {
 
   log('starting a throwaway PostgreSQL cluster')
   // A slot per contender and round, one for the warm-up and one for the big transaction.
-  pg = await startPostgres({ max_replication_slots: ROUNDS * CONTENDERS.length + 4, max_wal_senders: ROUNDS * CONTENDERS.length + 4 })
+  // No autovacuum: nothing may write WAL past the end marker while the contenders run (see below).
+  pg = await startPostgres({ max_replication_slots: ROUNDS * CONTENDERS.length + 4, max_wal_senders: ROUNDS * CONTENDERS.length + 4, autovacuum: 'off' })
   const server = pg
   const sql = server.sql
   await prepareWorkload(sql)
@@ -156,6 +158,12 @@ async function main() {
 
   let started = performance.now()
   await writeWorkload(sql, plan)
+  const [counts] = await sql`select (select count(*) from tasks)::int as tasks, (select count(*) from workspaces)::int as workspaces`
+  // Done now, so that no vacuum or checkpoint lands on one contender's run; and before the marker, since WAL past
+  // it is decoded by pg_recvlogical (it stops only once the walsender has sent past --endpos) but not by a
+  // consumer that stops at the marker itself.
+  await sql`vacuum analyze`
+  await sql`checkpoint`
   const [marker] = await sql`select pg_logical_emit_message(false, ${MARKER}, 'end')::text as lsn`
   const end = parseLsn(marker!.lsn)
   // Walsenders send only flushed WAL; with synchronous_commit off the WAL writer gets there within moments.
@@ -164,12 +172,13 @@ async function main() {
     if (parseLsn(row!.flushed) >= end) break
     await Bun.sleep(20)
   }
-  const [counts] = await sql`select (select count(*) from tasks)::int as tasks, (select count(*) from workspaces)::int as workspaces`
   log(`wrote the workload in ${((performance.now() - started) / 1000).toFixed(1)} s; end LSN ${formatLsn(end)} (end of the marker); ` +
     `${counts!.tasks} tasks and ${counts!.workspaces} workspaces remain`)
-  // Done now, so that no autovacuum or checkpoint lands on one contender's run. Their WAL lies past the end LSN.
-  await sql`vacuum analyze`
-  await sql`checkpoint`
+  /** WAL written past the end marker so far (the server's own records: running-transaction snapshots). */
+  const walAfterEnd = async () => {
+    const [row] = await sql`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), ${formatLsn(end)}::pg_lsn)::float8 as bytes`
+    return Math.max(0, row!.bytes as number)
+  }
   const loadBefore = loadavg()[0]!
 
   // One untimed pass first: whoever came first would otherwise pay for the server's cold caches.
@@ -178,7 +187,9 @@ async function main() {
 
   const runs: Record<Contender, Run[]> = { ours: [], pg_recvlogical: [], peer: [] }
   for (let r = 0; r < ROUNDS; r++) {
-    for (const contender of CONTENDERS) {
+    // Each contender goes first in turn: the first of a round does not always meet the server as the last left it.
+    const order = [...CONTENDERS.slice(r % CONTENDERS.length), ...CONTENDERS.slice(0, r % CONTENDERS.length)]
+    for (const contender of order) {
       const run = await runProcess(`${contender} (round ${r + 1})`, contenderCommand(contender, server, slots[r]![contender], end), { sql, name: slots[r]![contender] })
       const what = `${contender} (round ${r + 1})`
       const [slot] = await sql`select (confirmed_flush_lsn >= ${formatLsn(end)}::pg_lsn) as reached, confirmed_flush_lsn::text as lsn
@@ -201,6 +212,8 @@ async function main() {
   }
 
   const loadAfter = loadavg()[0]!
+  const walAfterEndBytes = await walAfterEnd()
+  log(`WAL written past the end marker during the rounds: ${walAfterEndBytes} bytes`)
   const rate = (contender: Contender) => events / (median(runs[contender].map((run) => run.ms)) / 1000)
   const ours = rate('ours')
   const recvlogical = rate('pg_recvlogical')
@@ -246,6 +259,8 @@ async function main() {
     big_txn_seconds: round(big.ms / 1000, 1),
     // The machine's 1-minute load average before and after the rounds: above the core count, neighbours were busy.
     loadavg_1m: [round(loadBefore, 1), round(loadAfter, 1)],
+    // The server's own records past the end marker by the end of the rounds, which pg_recvlogical may decode and ours not.
+    wal_after_end_bytes: walAfterEndBytes,
   }
 }
 

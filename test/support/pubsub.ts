@@ -23,6 +23,8 @@ export type PubSubEmulator = {
   resume(): Promise<void>
   /** Every message published to `topic` (short or full name), in publish order, from the `offset`-th on. */
   messages(topic: string, offset?: number): Promise<PublishedMessage[]>
+  /** The same, one at a time as they are read, for more messages than fit in memory at once. */
+  eachMessage(topic: string, visit: (message: PublishedMessage) => void, offset?: number): Promise<void>
   count(topic: string): Promise<number>
   stop(): Promise<void>
   /** Stops and starts the emulator on the same port: unlike pause(), every topic and message is lost. */
@@ -66,6 +68,21 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
     return res
   }
 
+  async function eachMessage(topic: string, visit: (message: PublishedMessage) => void, offset = 0) {
+    const response = await debugCall(`/messages?topic=${encodeURIComponent(topic)}&offset=${offset}`)
+    for await (const line of readLines(response.body!)) {
+      if (!line) continue
+      const m = JSON.parse(line)
+      visit({
+        id: m.id,
+        data: Buffer.from(m.data ?? '', 'base64'),
+        attributes: m.attributes ?? {},
+        orderingKey: m.orderingKey,
+        publishTime: new Date(m.publishTime),
+      })
+    }
+  }
+
   await start()
 
   return {
@@ -79,21 +96,11 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
       await debugCall('/resume', 'POST')
     },
     async messages(topic, offset = 0) {
-      const text = await (await debugCall(`/messages?topic=${encodeURIComponent(topic)}&offset=${offset}`)).text()
       const out: PublishedMessage[] = []
-      for (const line of text.split('\n')) {
-        if (!line) continue
-        const m = JSON.parse(line)
-        out.push({
-          id: m.id,
-          data: Buffer.from(m.data ?? '', 'base64'),
-          attributes: m.attributes ?? {},
-          orderingKey: m.orderingKey,
-          publishTime: new Date(m.publishTime),
-        })
-      }
+      await eachMessage(topic, (message) => out.push(message), offset)
       return out
     },
+    eachMessage,
     async count(topic) {
       return Number(await (await debugCall(`/count?topic=${encodeURIComponent(topic)}`)).text())
     },
@@ -112,10 +119,12 @@ async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<st
   let buffered = ''
   for await (const chunk of stream) {
     buffered += decoder.decode(chunk, { stream: true })
-    let nl: number
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      yield buffered.slice(0, nl)
-      buffered = buffered.slice(nl + 1)
+    // One cut per chunk, not per line: a chunk may hold thousands of lines.
+    let start = 0
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n', start)) {
+      yield buffered.slice(start, nl)
+      start = nl + 1
     }
+    buffered = buffered.slice(start)
   }
 }

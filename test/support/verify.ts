@@ -1,12 +1,28 @@
 // What extract-tasks must have produced, worked out without it, and the checks of what it did produce.
 // The expected changes come from a wal2json slot of our own, created before the workload: each
 // transaction's commit LSN and each change's ordinal in it give the change's event id (contract section 2),
-// whatever the connector did. Against them: the ids that reached Pub/Sub, the documents of `task_events`,
-// the history those documents tell, and the current state in `tasks`/`workspaces` against the tables.
+// whatever the connector did; each change's event, field by field, comes from replaying them
+// (expected-events.ts). Against them: the ids that reached Pub/Sub, what each first copy says and the order of
+// first deliveries per ordering key, the documents of `task_events` and what each says, and the current state
+// in `tasks`/`workspaces` against the tables.
 // Also the seeded workload the end-to-end tests write, so that a failing run can be written again.
 
 import type { Db, Document } from 'mongodb'
 import type postgres from 'postgres'
+import {
+  type ExpectedEvent,
+  type RowChangeFacts,
+  type Wal2jsonColumn,
+  camelCase,
+  eventDifferences,
+  expectedEvents,
+  isoMillis,
+  messageAttributes,
+  orderingKey,
+  parseWal2json,
+  typedRow,
+} from './expected-events.ts'
+import type { PublishedMessage } from './pubsub.ts'
 import { type Stack, TOPIC } from './stack.ts'
 
 export const VERIFY_SLOT = 'verify'
@@ -16,21 +32,7 @@ type Table = (typeof TRACKED)[number]
 // ---------------------------------------------------------------------------------------------------------------
 // The expected changes
 
-export type ExpectedChange = {
-  /** `<commit LSN, 16 hex digits>-<ordinal in the transaction, 8 hex digits>` */
-  id: string
-  table: Table
-  kind: 'insert' | 'update' | 'delete' | 'truncate'
-  /** The row's id (null for a truncate). */
-  rowId: string | null
-  /** Commit LSN, text form. */
-  lsn: string
-  xid: number
-  /** The row's status after the change (task inserts and updates). */
-  status?: string
-  /** The row's workspace (tasks: from the row, or null when a delete's identity lacks it). */
-  workspaceId?: string | null
-}
+export type ExpectedChange = RowChangeFacts
 
 /** Our own slot, to be created once the connector's slot exists and before the workload. */
 export async function createVerificationSlot(sql: postgres.Sql, slot = VERIFY_SLOT) {
@@ -44,8 +46,18 @@ export function lsnHex16(lsn: string): string {
   return high.toUpperCase().padStart(8, '0') + low.toUpperCase().padStart(8, '0')
 }
 
-type Wal2jsonColumn = { name: string; value: unknown }
-type Wal2jsonChange = { action: string; xid?: number; nextlsn?: string; table?: string; columns?: Wal2jsonColumn[]; identity?: Wal2jsonColumn[] }
+/** An event id's second part: the change's ordinal in its transaction, 8 upper-case hex digits. */
+export const ordinalHex = (ordinal: number) => ordinal.toString(16).toUpperCase().padStart(8, '0')
+
+type Wal2jsonChange = {
+  action: string
+  xid?: number
+  nextlsn?: string
+  timestamp?: string
+  table?: string
+  columns?: Wal2jsonColumn[]
+  identity?: Wal2jsonColumn[]
+}
 
 const ACTION_KIND: Record<string, ExpectedChange['kind']> = { I: 'insert', U: 'update', D: 'delete', T: 'truncate' }
 
@@ -62,17 +74,24 @@ export async function expectedChanges(sql: postgres.Sql, slot = VERIFY_SLOT): Pr
     if (waited > 10_000) throw new Error(`WAL not flushed to ${committed} after 10 s`)
     await Bun.sleep(50)
   }
+  // Every column of each table, camelCase: what an update's columns lack, it did not log.
+  const columnsOf = new Map<string, string[]>()
+  for (const { table, name } of await sql<{ table: string; name: string }[]>`
+    select table_name as table, column_name as name from information_schema.columns
+    where table_schema = 'public' and table_name in ${sql(TRACKED)} order by ordinal_position`)
+    columnsOf.set(table, [...(columnsOf.get(table) ?? []), camelCase(name)])
   const changes: ExpectedChange[] = []
-  let transaction: { hex: string; lsn: string; xid: number; ordinal: number } | null = null
+  let transaction: { hex: string; lsn: string; xid: number; commitTime: string; ordinal: number } | null = null
   const rows = sql<{ data: string }[]>`
     select data from pg_logical_slot_peek_changes(${slot}, null, null,
       'format-version', '2', 'include-lsn', '1', 'include-transaction', '1', 'include-xids', '1',
+      'include-timestamp', '1', 'include-types', '1',
       'add-tables', ${TRACKED.map((table) => `public.${table}`).join(',')})`.cursor(2_000)
   for await (const page of rows) {
     for (const { data } of page) {
-      const change = JSON.parse(data) as Wal2jsonChange
+      const change = parseWal2json<Wal2jsonChange>(data)
       if (change.action === 'B') {
-        transaction = { hex: lsnHex16(change.nextlsn!), lsn: change.nextlsn!, xid: change.xid!, ordinal: 0 }
+        transaction = { hex: lsnHex16(change.nextlsn!), lsn: change.nextlsn!, xid: change.xid!, commitTime: isoMillis(change.timestamp!), ordinal: 0 }
         continue
       }
       if (change.action === 'C') {
@@ -84,19 +103,18 @@ export async function expectedChanges(sql: postgres.Sql, slot = VERIFY_SLOT): Pr
       if (!kind) continue // logical messages (the connector's heartbeat)
       if (!transaction) throw new Error(`change outside a transaction: ${data.slice(0, 200)}`)
       const table = change.table as Table
-      const row = change.columns ?? change.identity ?? []
-      const value = (name: string) => row.find((column) => column.name === name)?.value as string | undefined
+      const columns = change.columns ?? change.identity
+      const row = kind === 'truncate' || !columns ? null : typedRow(columns)
       const expected: ExpectedChange = {
-        id: `${transaction.hex}-${(transaction.ordinal++).toString(16).toUpperCase().padStart(8, '0')}`,
+        id: `${transaction.hex}-${ordinalHex(transaction.ordinal++)}`,
         table,
         kind,
-        rowId: kind === 'truncate' ? null : (value('id') ?? null),
+        rowId: (row?.id as string | undefined) ?? null,
         lsn: transaction.lsn,
         xid: transaction.xid,
-      }
-      if (table === 'tasks' && kind !== 'truncate') {
-        expected.workspaceId = value('workspace_id') ?? null
-        if (kind !== 'delete') expected.status = value('status')
+        commitTime: transaction.commitTime,
+        row,
+        unlogged: kind === 'update' ? columnsOf.get(table)!.filter((column) => !(column in row!)) : [],
       }
       changes.push(expected)
     }
@@ -113,40 +131,67 @@ export type Published = {
   counts: Map<string, number>
   /** Ids published more than once whose copies are not the same event (a replay must republish it as it was). */
   differingCopies: string[]
+  /** The first copy of each event id, in the order of first delivery. */
+  first: Map<string, PublishedMessage>
 }
 
 /** Everything published to the test topic. Throws if a message's data and its eventId attribute disagree. */
 export async function published(stack: Stack): Promise<Published> {
   const messages = await stack.pubsub.messages(TOPIC)
   const counts = new Map<string, number>()
-  const first = new Map<string, string>()
+  const first = new Map<string, PublishedMessage>()
   const differingCopies = new Set<string>()
   for (const message of messages) {
     const data = message.data.toString()
     const { id } = JSON.parse(data) as { id: string }
     if (message.attributes.eventId !== id) throw new Error(`message ${message.id}: attribute eventId ${message.attributes.eventId} but data id ${id}`)
     counts.set(id, (counts.get(id) ?? 0) + 1)
-    const earlier = first.get(id)
-    if (earlier === undefined) first.set(id, data)
+    const earlier = first.get(id)?.data.toString()
+    if (earlier === undefined) first.set(id, message)
     else if (earlier !== data && !Bun.deepEquals(JSON.parse(earlier), JSON.parse(data))) differingCopies.add(id)
   }
-  return { messages: messages.length, counts, differingCopies: [...differingCopies] }
+  return { messages: messages.length, counts, differingCopies: [...differingCopies], first }
 }
-
-/** What the history checks read of each stored event. */
-const EVENT_FIELDS = { type: 1, taskId: 1, workspaceId: 1, lsn: 1, xid: 1, transition: 1 }
 
 export type StoredEvents = { documents: number; byId: Map<string, Document> }
 
-/** Every document of task_events (the fields the checks need), read once: a full read is slow on FerretDB. */
+/** Every document of task_events, read once: a full read is slow on FerretDB. */
 export async function storedEvents(db: Db): Promise<StoredEvents> {
   const byId = new Map<string, Document>()
   let documents = 0
-  for await (const document of db.collection<Document & { _id: string }>('task_events').find({}, { projection: EVENT_FIELDS })) {
+  for await (const document of db.collection<Document & { _id: string }>('task_events').find({})) {
     documents++
     byId.set(document._id, document)
   }
   return { documents, byId }
+}
+
+/**
+ * Every distinct event id on the test topic, in the order of first delivery, and the number of messages.
+ * Streamed, reading ids only: fit for a million messages.
+ */
+export async function publishedIds(stack: Stack): Promise<{ messages: number; ids: Set<string> }> {
+  const ids = new Set<string>()
+  let messages = 0
+  await stack.pubsub.eachMessage(TOPIC, (message) => {
+    messages++
+    ids.add(message.attributes.eventId!)
+  })
+  return { messages, ids }
+}
+
+/** Between these bounds, inclusive, lie all event ids (contract section 2: hex digits and one '-'). */
+export const ALL_IDS = { from: '0', to: 'G' }
+
+/**
+ * The ids of task_events in [from, to], in order: a range scan of `_id` that returns nothing else, so even a
+ * million documents are counted exactly. Sorted here: FerretDB would sort whole documents in its memory.
+ */
+export async function storedIds(db: Db, { from, to } = ALL_IDS): Promise<string[]> {
+  const ids: string[] = []
+  const cursor = db.collection<{ _id: string }>('task_events').find({ _id: { $gte: from, $lte: to } }, { projection: { _id: 1 } })
+  for await (const { _id } of cursor) ids.push(_id)
+  return ids.sort()
 }
 
 /** At most this many examples of each kind of difference, so a failure stays readable. */
@@ -177,8 +222,7 @@ export function storedEventsDifference(stored: StoredEvents, expected: ExpectedC
 export type PublishedDifference = SetDifference & { messages: number; duplicates: number; differingCopies: number; examples: { differingCopies: string[] } }
 
 /** Pub/Sub against the expected changes: every id at least once, none that is not a change, copies alike. */
-export async function publishedDifference(stack: Stack, expected: ExpectedChange[]): Promise<PublishedDifference> {
-  const { messages, counts, differingCopies } = await published(stack)
+export function publishedDifference({ messages, counts, differingCopies }: Published, expected: ExpectedChange[]): PublishedDifference {
   const difference = setDifference(expected.map((change) => change.id), counts.keys())
   return {
     ...difference,
@@ -191,8 +235,6 @@ export async function publishedDifference(stack: Stack, expected: ExpectedChange
 
 // ---------------------------------------------------------------------------------------------------------------
 // State: the collections against the tables
-
-const camelCase = (name: string) => name.replace(/_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase())
 
 /** BSON dates hold milliseconds: a timestamp's microseconds are cut off, as the connector does. */
 function timestampToDate(text: string): Date {
@@ -317,53 +359,69 @@ export function noStateDifference(difference: StateDifference): StateDifference 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// History: what each stored event says, against what the change was
+// Content: what each event says, against the event its change makes (expected-events.ts); and its order
 
-export type HistoryDifference = { checked: number; wrong: number; examples: string[] }
+export type ContentDifference = { checked: number; wrong: number; examples: string[] }
 
-const EVENT_TYPE: Record<Table, Record<Exclude<ExpectedChange['kind'], 'truncate'>, string>> = {
-  tasks: { insert: 'task.created', update: 'task.updated', delete: 'task.deleted' },
-  workspaces: { insert: 'workspace.created', update: 'workspace.updated', delete: 'workspace.deleted' },
+/** `differences` says how a sink's copy of an event differs from `want`, or null when the sink lacks it (counted elsewhere). */
+function contentDifference(expected: ExpectedChange[], differences: (want: ExpectedEvent) => string[] | null): ContentDifference {
+  const examples: string[] = []
+  let checked = 0
+  let wrong = 0
+  for (const want of expectedEvents(expected)) {
+    const found = differences(want)
+    if (!found) continue
+    checked++
+    if (!found.length) continue
+    if (wrong++ < EXAMPLES) examples.push(`${want.id} (${want.type} ${want.taskId ?? want.workspaceId}): ${found.join('; ')}`)
+  }
+  return { checked, wrong, examples }
 }
 
-/**
- * Each stored event's type, ids, LSN, xid and status transition against the change it stands for. The
- * transition is worked out from the row's history in the changes: every row of the workload is created while
- * the connector streams, so the connector always knows the status before an update or a delete.
- */
-export function historyDifference(stored: StoredEvents, expected: ExpectedChange[]): HistoryDifference {
-  const status = new Map<string, string>()
-  const workspaceOf = new Map<string, string>()
-  const differences: string[] = []
-  let checked = 0
-  for (const change of expected) {
-    if (change.kind === 'truncate' || !change.rowId) continue
-    const before = status.get(change.rowId) ?? null
-    const workspaceId = change.workspaceId ?? workspaceOf.get(change.rowId) ?? null
-    if (change.table === 'tasks') {
-      if (change.kind === 'delete') status.delete(change.rowId)
-      else status.set(change.rowId, change.status!)
-      if (change.workspaceId) workspaceOf.set(change.rowId, change.workspaceId)
-    }
-    const document = stored.byId.get(change.id)
-    if (!document) continue // counted by storedEventsDifference
-    checked++
-    const want: Document = { type: EVENT_TYPE[change.table][change.kind], lsn: change.lsn, xid: change.xid }
-    if (change.table === 'tasks') {
-      want.taskId = change.rowId
-      want.workspaceId = workspaceId
-      const to = change.kind === 'delete' ? null : change.status!
-      const from = change.kind === 'insert' ? null : before
-      want.transition = from === to ? undefined : { from, to }
-    } else {
-      want.workspaceId = change.rowId
-      want.taskId = null
-    }
-    const wrong = Object.keys(want).filter((key) => !Bun.deepEquals(want[key], document[key]))
-    if (wrong.length)
-      differences.push(`${change.id} (${change.table} ${change.kind} ${change.rowId}): ${wrong.map((key) => `${key} ${describeValue(want[key])} ≠ ${describeValue(document[key])}`).join('; ')}`)
+/** A task_events document in the events' JSON form: `_id` as `id`, BSON dates as ISO-8601 text. */
+function storedAsEvent({ _id, ...fields }: Document): Record<string, unknown> {
+  const json = (value: unknown): unknown =>
+    value instanceof Date ? value.toISOString()
+    : value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, json(inner)]))
+    : value
+  return { id: _id, ...(json(fields) as Record<string, unknown>) }
+}
+
+/** Each stored event against the event its change makes: every field, `data`, `previous`, `changed` and `transition` included. */
+export function historyDifference(stored: StoredEvents, expected: ExpectedChange[]): ContentDifference {
+  return contentDifference(expected, (want) => {
+    const document = stored.byId.get(want.id)
+    return document ? eventDifferences(want, storedAsEvent(document)) : null
+  })
+}
+
+/** The first copy of each published event against the event its change makes, with its attributes and ordering key. */
+export function publishedContentDifference({ first }: Published, expected: ExpectedChange[]): ContentDifference {
+  return contentDifference(expected, (want) => {
+    const message = first.get(want.id)
+    if (!message) return null
+    const differences = eventDifferences(want, JSON.parse(message.data.toString()))
+    const attributes = messageAttributes(want)
+    if (!Bun.deepEquals(attributes, message.attributes)) differences.push(`attributes ${JSON.stringify(attributes)} ≠ ${JSON.stringify(message.attributes)}`)
+    if (message.orderingKey !== orderingKey(want)) differences.push(`orderingKey ${orderingKey(want)} ≠ ${message.orderingKey}`)
+    return differences
+  })
+}
+
+export type OrderDifference = { keys: number; outOfOrder: number; examples: string[] }
+
+/** Per ordering key, the first delivery of each event in id order (commit order): a subscriber never sees a later change first. */
+export function orderDifference({ first }: Published): OrderDifference {
+  const latest = new Map<string, string>()
+  const examples: string[] = []
+  let outOfOrder = 0
+  for (const [id, { orderingKey: key }] of first) {
+    const before = latest.get(key)
+    if (before !== undefined && before > id) {
+      if (outOfOrder++ < EXAMPLES) examples.push(`${key}: ${id} first delivered after ${before}`)
+    } else latest.set(key, id)
   }
-  return { checked, wrong: differences.length, examples: differences.slice(0, EXAMPLES) }
+  return { keys: latest.size, outOfOrder, examples }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -372,23 +430,30 @@ export function historyDifference(stored: StoredEvents, expected: ExpectedChange
 export type Verification = {
   changes: number
   published: PublishedDifference
+  /** The first copy of each published event, field by field. */
+  publishedContent: ContentDifference
+  /** First deliveries per ordering key. */
+  order: OrderDifference
   stored: SetDifference
-  history: HistoryDifference
+  /** Each task_events document, field by field. */
+  history: ContentDifference
   tasks: StateDifference
   workspaces: StateDifference
 }
 
 /** Every check, for one `expect(verification).toEqual(passing(verification))` that shows all that differs. */
 export async function verifyAll(stack: Stack, expected: ExpectedChange[]): Promise<Verification> {
-  const [published, stored, tasks, workspaces] = await Promise.all([
-    publishedDifference(stack, expected),
+  const [messages, stored, tasks, workspaces] = await Promise.all([
+    published(stack),
     storedEvents(stack.db),
     stateDifference(stack.pg.sql, stack.db, 'tasks', expected),
     stateDifference(stack.pg.sql, stack.db, 'workspaces', expected),
   ])
   return {
     changes: expected.length,
-    published,
+    published: publishedDifference(messages, expected),
+    publishedContent: publishedContentDifference(messages, expected),
+    order: orderDifference(messages),
     stored: storedEventsDifference(stored, expected),
     history: historyDifference(stored, expected),
     tasks,
@@ -413,6 +478,8 @@ export function passing(verification: Verification): Verification {
       differingCopies: 0,
       examples: { missing: [], unexpected: [], differingCopies: [] },
     },
+    publishedContent: { checked: verification.publishedContent.checked, wrong: 0, examples: [] },
+    order: { keys: verification.order.keys, outOfOrder: 0, examples: [] },
     stored: clean(verification.stored),
     history: { checked: verification.history.checked, wrong: 0, examples: [] },
     tasks: noStateDifference(verification.tasks),
