@@ -218,7 +218,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     status,
     db: mongo.db,
     slot: config.slot,
-    pubsub: { ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST },
+    checkTopic: () => publisher.checkTopic(),
     auth: config.auth,
     maxStreamClients: config.maxStreamClients,
     log: log.child({ component: 'http' }),

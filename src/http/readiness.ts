@@ -2,10 +2,8 @@
 // is reachable, each checked in the background every few seconds, so a probe reads a flag and never
 // reaches a store itself. An idle connector learns of an outage here rather than from its next batch.
 
-import { PubSub } from '@google-cloud/pubsub'
 import type { Logger } from '../log.ts'
 import { withDeadline } from '../pipeline.ts'
-import { type PublisherOptions, clientConfig } from '../sinks/pubsub.ts'
 
 // Kubernetes probes every 10 s by default: a check every 5 s answers each probe with a fresh result.
 export const CHECK_INTERVAL_MS = 5_000
@@ -48,19 +46,5 @@ export function startReadiness(checks: Check[], log: Logger, intervalMs = CHECK_
       stopped = true
       clearTimeout(timer)
     },
-  }
-}
-
-/** Checks that the topic exists, on a client of its own (the publisher's stays busy with batches). */
-export function topicCheck(options: PublisherOptions): Check & { close(): Promise<void> } {
-  const client = new PubSub(clientConfig(options))
-  const topic = client.topic(options.topic)
-  return {
-    name: 'pubsub',
-    async run() {
-      const [exists] = await topic.exists()
-      if (!exists) throw new Error(`topic ${options.topic} does not exist`)
-    },
-    close: () => client.close(),
   }
 }

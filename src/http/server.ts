@@ -11,11 +11,10 @@ import type { TaskEvent } from '../events/events.ts'
 import type { Logger } from '../log.ts'
 import type { SinkName } from '../pipeline.ts'
 import type { SlotHolder } from '../replication/source.ts'
-import type { PublisherOptions } from '../sinks/pubsub.ts'
 import { PROGRAM, VERSION } from '../version.ts'
 import { type Authorizer, createAuthorizer } from './auth.ts'
 import { createMetrics } from './metrics.ts'
-import { startReadiness, topicCheck } from './readiness.ts'
+import { startReadiness } from './readiness.ts'
 import { NDJSON, snapshotResponse } from './snapshot.ts'
 import { createApiStore } from './store.ts'
 import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
@@ -69,7 +68,8 @@ export type HttpServiceOptions = {
   status: () => Status
   db: Db
   slot: string
-  pubsub: PublisherOptions
+  /** Fails unless the Pub/Sub topic is reachable and exists (the publisher's own check, on its channel). */
+  checkTopic(): Promise<void>
   auth: { issuer: string | null; audience: string | null }
   maxStreamClients: number
   log: Logger
@@ -81,8 +81,7 @@ export function createHttpService(options: HttpServiceOptions) {
   const store = createApiStore(options.db, options.slot)
   const metrics = createMetrics(status)
   const live = createLiveStream({ store, metrics, log: log.child({ component: 'stream' }), maxClients: options.maxStreamClients })
-  const topic = topicCheck(options.pubsub)
-  const readiness = startReadiness([{ name: 'mongo', run: store.ping }, topic], log.child({ component: 'readiness' }))
+  const readiness = startReadiness([{ name: 'mongo', run: store.ping }, { name: 'pubsub', run: options.checkTopic }], log.child({ component: 'readiness' }))
   const authorize = options.auth.issuer ? createAuthorizer({ issuer: options.auth.issuer, audience: options.auth.audience, log }) : null
   if (!authorize) log.warn('no --auth-issuer: /v1/api/* is open to anyone who reaches this port')
 
@@ -102,7 +101,6 @@ export function createHttpService(options: HttpServiceOptions) {
     observeSink: metrics.sinkCall,
     async close() {
       readiness.stop()
-      await topic.close()
     },
   }
 }

@@ -70,26 +70,34 @@ export function createPublisher(options: PublisherOptions) {
   const topic = client.topic(options.topic)
   // The same settings as the client's own publisher (endpoint, credentials, the emulator's plain channel).
   const publisherClient = client.getClientConfig().then((config) => new v1.PublisherClient(config as ConstructorParameters<typeof v1.PublisherClient>[0]))
+  const address = options.emulatorHost ? `${options.emulatorHost} (PUBSUB_EMULATOR_HOST)` : PUBSUB_ENDPOINT
+  const missingTopic = () =>
+    new TopicMissingError(`Pub/Sub topic ${options.topic} does not exist in project ${options.projectId}: create it, or pass --create-topic`)
+
+  async function topicExists(): Promise<boolean> {
+    return (await publisherClient).getTopic({ topic: topic.name }, TOPIC_CHECK_OPTIONS).then(
+      () => true,
+      (error: { code?: number }) => {
+        if (error.code === GRPC_NOT_FOUND) return false
+        throw new Unreachable('Pub/Sub', address, `looking up topic ${topic.name}`, error)
+      },
+    )
+  }
 
   return {
     /** Checks the topic exists, creating it with --create-topic; a missing topic is a startup error. */
     async start() {
-      const address = options.emulatorHost ? `${options.emulatorHost} (PUBSUB_EMULATOR_HOST)` : PUBSUB_ENDPOINT
-      const publisher = await publisherClient
-      const exists = await publisher.getTopic({ topic: topic.name }, TOPIC_CHECK_OPTIONS).then(
-        () => true,
-        (error: { code?: number }) => {
-          if (error.code === GRPC_NOT_FOUND) return false
-          throw new Unreachable('Pub/Sub', address, `looking up topic ${topic.name}`, error)
-        },
-      )
-      if (exists) return
-      if (!options.createTopic)
-        throw new TopicMissingError(`Pub/Sub topic ${options.topic} does not exist in project ${options.projectId}: create it, or pass --create-topic`)
-      await publisher.createTopic({ name: topic.name }, TOPIC_CHECK_OPTIONS).catch((error: { code?: number }) => {
+      if (await topicExists()) return
+      if (!options.createTopic) throw missingTopic()
+      await (await publisherClient).createTopic({ name: topic.name }, TOPIC_CHECK_OPTIONS).catch((error: { code?: number }) => {
         // Another instance created it in the meantime.
         if (error.code !== GRPC_ALREADY_EXISTS) throw new Unreachable('Pub/Sub', address, `creating topic ${topic.name}`, error)
       })
+    },
+
+    /** Fails unless the topic is reachable and exists (readiness), on the publisher's own channel. */
+    async checkTopic() {
+      if (!(await topicExists())) throw missingTopic()
     },
 
     /** Publishes in as few requests as the limits allow, one after the other, in order. */
