@@ -193,9 +193,9 @@ describe('the Stream', () => {
     const waiting = Number(/disconnected: \d+ events \((\d+) bytes\) waiting/.exec(connector.log())![1])
     console.error(`slow client: dropped with ${waiting} bytes waiting; connector RSS ${rssBefore} → ${rssMb(pid)} MB over 96 MB of events`)
     expect(waiting).toBeLessThanOrEqual(MAX_BUFFERED_BYTES)
-    // The pipeline's own heap moves by 30 to 40 MB over such floods; a client that kept what it was sent would
-    // add the 96 MB on top. Half of that is the bound.
-    expect(rssMb(pid)).toBeLessThan(rssBefore + 48)
+    // The pipeline's own heap moves by up to some 50 MB over such a flood; a client that kept what it was sent
+    // would add the 96 MB on top. Three quarters of that is the bound.
+    expect(rssMb(pid)).toBeLessThan(rssBefore + 72)
   }, 420_000)
 
   test('an idle stream gets a comment line at least every 15 s', () => {
