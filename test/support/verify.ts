@@ -535,10 +535,12 @@ export type Workload = {
 }
 
 /** Mostly small transactions, some of hundreds of rows, a few of thousands. */
+export const LARGEST_TRANSACTION_ROWS = 3_000
+
 export function variedTransactionRows(random: () => number): number {
   const pick = random()
   const between = (low: number, high: number) => low + Math.floor(random() * (high - low + 1))
-  return pick < 0.6 ? between(1, 3) : pick < 0.9 ? between(4, 50) : pick < 0.99 ? between(51, 500) : between(501, 3_000)
+  return pick < 0.6 ? between(1, 3) : pick < 0.9 ? between(4, 50) : pick < 0.99 ? between(51, 500) : between(501, LARGEST_TRANSACTION_ROWS)
 }
 
 /**
