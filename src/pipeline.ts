@@ -56,7 +56,7 @@ export type PipelineOptions = {
 }
 
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
-// Batches outstanding. Memory is bounded by what the source may hold (5,000 changes or 16 MB), not by this;
+// Batches outstanding. Memory is bounded by what the source may hold (4,000 changes or 16 MB), not by this;
 // room for several lets small transactions be published while MongoDB still writes earlier ones.
 const DEFAULT_MAX_IN_FLIGHT = 16
 // Rows whose last state stays in memory: a few KB each, so about 20 MB at most; older rows are read back.

@@ -64,7 +64,7 @@ export type Source = ReturnType<typeof openSource>
 
 // What the consumer may hold before the socket is no longer read. A decoded change with its event and
 // documents costs a few KB, so this bounds the process to tens of MB whatever the transaction size.
-const DEFAULT_MAX_PENDING_CHANGES = 5_000
+const DEFAULT_MAX_PENDING_CHANGES = 4_000
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 }
 // While another process holds the slot: a short, fixed wait between attempts, so that a standby takes over
