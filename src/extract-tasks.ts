@@ -211,6 +211,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     readingPaused: source.readingPaused,
     // Every stream started after the first is a reconnection (or a takeover after standing by).
     reconnects: Math.max(0, source.generation - 1),
+    catalogReads: source.catalogReads,
     ready: state() === 'streaming',
   })
 

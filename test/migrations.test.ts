@@ -99,6 +99,62 @@ test('columns added, dropped, renamed and retyped while streaming are typed from
   expect(connector.log()).not.toContain('reconnecting')
 }, 180_000)
 
+test('a migration inside the transaction that updates, and updates that leave a large value alone, are each decided exactly, one catalog reading for many', async () => {
+  const { sql } = stack.pg
+  const workspaceId = await createWorkspace(sql, 'same transaction')
+  const description = largeText()
+  await sql`alter table tasks add column notes text`
+  const task = await createTask(sql, workspaceId, { title: 'noted', description, notes: largeText() })
+  await waitCaughtUp(stack, connector)
+  const eventsOf = async () => (await publishedEvents(stack)).filter((event) => event.taskId === task)
+  expect((await eventsOf())[0]!.data.notes).toHaveLength(20_000)
+
+  // The column goes in the very transaction that updates the row: its UPDATE lacks both large columns, and only
+  // a list read after that transaction tells the dropped one from the one left alone.
+  await sql.begin(async (tx) => {
+    await tx`alter table tasks drop column notes`
+    await tx`update tasks set status = 'in_progress' where id = ${task}`
+  })
+  await waitCaughtUp(stack, connector)
+  const [, dropped] = await eventsOf()
+  expect(dropped!.data).toMatchObject({ status: 'in_progress', description })
+  expect('notes' in dropped!.data).toBe(false)
+  expect(dropped!.unchangedToast).toBeUndefined()
+  expect(await stack.db.collection('tasks').findOne({ _id: task as any })).not.toHaveProperty('notes')
+
+  // Updates that leave the description alone, committed while the connector is frozen: the first it meets sends
+  // it to the catalog once, and that reading covers every one committed before it.
+  const UPDATES = 200
+  const readsBefore = (await connector.info()).catalogReads as number
+  connector.process.kill('SIGSTOP')
+  try {
+    for (let i = 0; i < UPDATES; i++) await sql`update tasks set priority = ${i} where id = ${task}`
+  } finally {
+    connector.process.kill('SIGCONT')
+  }
+  await waitCaughtUp(stack, connector)
+  const updates = (await eventsOf()).slice(2)
+  expect(updates.map((event) => event.data.priority)).toEqual(Array.from({ length: UPDATES }, (_, i) => String(i)))
+  for (const event of updates) {
+    expect(event.data.description).toBe(description)
+    expect(event.unchangedToast).toBeUndefined()
+  }
+  const reads = ((await connector.info()).catalogReads as number) - readsBefore
+  // One, or two when the first reading came within the microseconds between a commit and its visibility.
+  expect(reads).toBeGreaterThanOrEqual(1)
+  expect(reads).toBeLessThanOrEqual(2)
+
+  // The same after a restart: the reading every stream starts with covers the whole backlog.
+  expect(await connector.kill()).toBe(0)
+  for (let i = 0; i < UPDATES; i++) await sql`update tasks set title = ${`backlog ${i}`} where id = ${task}`
+  connector = await startConnector(stack)
+  await waitCaughtUp(stack, connector)
+  const backlog = (await eventsOf()).filter((event) => String(event.data.title).startsWith('backlog '))
+  expect(backlog).toHaveLength(UPDATES)
+  for (const event of backlog) expect(event.data.description).toBe(description)
+  expect((await connector.info()).catalogReads).toBe(1)
+}, 180_000)
+
 test('an initial load that starts after the migrations reads the columns the tables have then, typed alike', async () => {
   const { sql } = stack.pg
   expect(await connector.kill()).toBe(0)

@@ -40,15 +40,18 @@ export function createMetrics(status: () => Status) {
   gauge('replication_latency_seconds', 'Heartbeat round trip through the WAL.', (s) => (s.replicationLatencyMs === null ? null : s.replicationLatencyMs / 1000))
   gauge('streaming', 'Whether the connector streams with every sink healthy.', (s) => Number(s.state === 'streaming'))
   gauge('uptime_seconds', 'Seconds since start.', (s) => s.uptimeSeconds)
-  new Counter({
-    name: PREFIX + 'reconnects_total',
-    help: 'Times the replication stream was opened again after it had streamed.',
-    registers,
-    collect() {
-      this.reset()
-      this.inc(status().reconnects)
-    },
-  })
+  const countedInStatus = (name: string, help: string, read: (status: Status) => number) =>
+    new Counter({
+      name: PREFIX + name,
+      help,
+      registers,
+      collect() {
+        this.reset()
+        this.inc(read(status()))
+      },
+    })
+  countedInStatus('reconnects_total', 'Times the replication stream was opened again after it had streamed.', (s) => s.reconnects)
+  countedInStatus('catalog_reads_total', "Times the tracked tables' columns were read from the catalog (once per stream, and after a migration).", (s) => s.catalogReads)
 
   const events = new Counter({ name: PREFIX + 'events_total', help: 'Events made durable and published, by type.', labelNames: ['type'], registers })
   const batches = new Counter({ name: PREFIX + 'batches_total', help: 'Batches made durable and published.', registers })

@@ -45,6 +45,8 @@ export type Status = {
   readingPaused: boolean
   /** Times the replication stream was opened again after it had streamed. */
   reconnects: number
+  /** Times the tracked tables' columns were read from the catalog: once per stream, and after a migration. */
+  catalogReads: number
   /** Streaming with every sink healthy (the stores' own checks are added by /readyz). */
   ready: boolean
 }

@@ -6,12 +6,14 @@
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
 // - the socket is not read while the consumer holds more than the pending limits;
 // - while another process holds the slot, it stands by and takes the slot over within a second of its release;
-// - an UPDATE is handed out decoded with a column list read after it was written, whenever the list at hand
-//   disagrees with it (a migration since): the catalog is read again first, in order, the stream paused meanwhile.
+// - an UPDATE is handed out decoded with a column list read after its transaction committed (tables.ts says why
+//   that list is exact for it); when its columns disagree with a list read earlier (a migration since, or an
+//   unchanged TOAST value), the catalog is read again first, in order, the stream paused meanwhile. One reading
+//   serves every transaction committed before it: none during catch-up, at most one per round trip when live.
 
 import postgres from 'postgres'
 import { decodeWal2json } from '../decode/wal2json.ts'
-import type { Begin, DecodedMessage, TableColumns } from '../decode/types.ts'
+import type { Begin, DecodedMessage } from '../decode/types.ts'
 import type { XLogData } from './messages.ts'
 import type { Logger } from '../log.ts'
 import { type Lsn, ZERO_LSN, formatLsn, maxLsn } from './lsn.ts'
@@ -19,7 +21,7 @@ import { createProgress } from './progress.ts'
 import { backoffDelay, sleep } from '../retry.ts'
 import { type CreatedSlot, type SlotInfo, SlotError, checkSlot, createSlot, dropSlot, identifySystem, readSlot } from './slot.ts'
 import { type ReplicationStream, startReplication } from './stream.ts'
-import { describeTables } from './tables.ts'
+import { type CatalogReading, NO_READING, describeTables } from './tables.ts'
 
 export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping' | 'stopped'
 
@@ -119,9 +121,15 @@ export function openSource(options: SourceOptions) {
   let heldBegin: Begin | null = null
   let skipping = false
   let skipThrough = options.resumeLsn
-  let columns: TableColumns = new Map()
-  // While the catalog is read again: the messages received meanwhile, in order, decoded once it answers.
+  let catalog: CatalogReading = NO_READING
+  // The transaction being received, and whether `catalog` was read after it committed.
+  let transactionXid = 0
+  let transactionCovered = false
+  // While the catalog is read again: the messages received meanwhile, in order, decoded once it answers, and the
+  // transaction the first of them belongs to.
   let held: XLogData[] | null = null
+  let heldXid = 0
+  let catalogReads = 0
 
   // Decoded messages waiting for `read`.
   let queue: DecodedMessage[] = []
@@ -181,30 +189,37 @@ export function openSource(options: SourceOptions) {
 
   function receive(xlog: XLogData, failSession: (error: unknown) => void) {
     if (held) return void held.push(xlog)
-    const message = decodeWal2json(xlog.data, columns, xlog.dataStart)
-    if (message.kind !== 'update' || !message.columnsDiffer) return onMessage(message, xlog.data.length)
-    held = [xlog]
-    stream?.pause()
-    readColumnsAgain(failSession).catch(failSession)
+    const message = decodeWal2json(xlog.data, catalog.columns, xlog.dataStart, transactionCovered ? 'after' : 'before')
+    if (message.kind === 'begin') {
+      transactionXid = message.xid
+      transactionCovered = catalog.covers(message.xid)
+    } else if (message.kind === 'update' && message.columnsDiffer) {
+      held = [xlog]
+      heldXid = transactionXid
+      stream?.pause()
+      readColumnsAgain(failSession).catch(failSession)
+      return
+    }
+    onMessage(message, xlog.data.length)
   }
 
   /**
-   * The UPDATEs held were written before the catalog is read (their columns are the table's, or older), so they
-   * are decoded with what it says; messages received while it answers may be later than what it says, and are
-   * checked again. A turn passes first, so that every message already received is among the former.
+   * Reads the catalog again and goes on from the first message held. A turn passes first, so that every message
+   * already received is among those the reading covers. A transaction whose commit the server had written but not
+   * yet made visible (a matter of microseconds) is not covered yet: its update is held again and read for again.
    */
   async function readColumnsAgain(failSession: (error: unknown) => void) {
     const reading = stream
     await new Promise((resolve) => setImmediate(resolve))
-    const before = held!
-    held = []
     const read = await describeTables(querySql, options.schema, options.tables)
+    catalogReads++
     if (stream !== reading) return // the session ended meanwhile; the next one replays these messages
-    columns = read
-    const after = held
+    catalog = read
+    const replay = held!
     held = null
-    for (const xlog of before) onMessage(decodeWal2json(xlog.data, columns, xlog.dataStart, 'after'), xlog.data.length)
-    for (const xlog of after) receive(xlog, failSession)
+    transactionXid = heldXid
+    transactionCovered = catalog.covers(heldXid)
+    for (const xlog of replay) receive(xlog, failSession)
     if (!held && !paused) stream?.resume()
   }
 
@@ -220,7 +235,8 @@ export function openSource(options: SourceOptions) {
     })
     try {
       const identity = await identifySystem(replication)
-      columns = await describeTables(querySql, options.schema, options.tables)
+      catalog = await describeTables(querySql, options.schema, options.tables)
+      catalogReads++
       const senderTimeoutMs = await walSenderTimeoutMs(querySql)
       const statusIntervalMs =
         senderTimeoutMs > 0 ? Math.min(options.statusIntervalMs, Math.floor(senderTimeoutMs / STATUS_PER_SENDER_TIMEOUT)) : options.statusIntervalMs
@@ -245,6 +261,7 @@ export function openSource(options: SourceOptions) {
       heldBegin = null
       skipping = false
       held = null
+      transactionCovered = false
       let failSession: (error: unknown) => void = () => {}
       const failed = new Promise<never>((_, reject) => (failSession = reject))
       failed.catch(() => {}) // a failure after the session ended concerns no one
@@ -386,6 +403,10 @@ export function openSource(options: SourceOptions) {
     },
     get pendingBytes() {
       return progress.pendingBytes
+    },
+    /** Catalog readings so far: one per session, and one per change no reading had covered yet. */
+    get catalogReads() {
+      return catalogReads
     },
     /** A normal (non-replication) connection to the source database, for catalog and status queries. */
     sql: querySql,

@@ -1,6 +1,10 @@
-// The tracked tables as the catalog describes them: their columns in order, with type oids.
-// The decoder needs them to tell an unchanged TOAST value (a column the WAL left out) from a column dropped; the
-// source reads them at each session's start and again whenever an UPDATE's columns disagree with them.
+// The tracked tables as the catalog describes them: their columns in order, with type oids, and which
+// transactions the reading already saw.
+// The decoder needs the columns to tell an unchanged TOAST value (a column the WAL left out) from a column dropped.
+// A list is exact for a change whose transaction committed before the list was read: a DDL that changed the table
+// before the change did either committed earlier (it held the table's lock until it was visible to all) or is part
+// of the same transaction. So each reading keeps its MVCC snapshot, and `covers(xid)` says whether a transaction's
+// changes are as old as the list or older; only a change no reading covers yet sends the source back to the catalog.
 
 import type postgres from 'postgres'
 import type { TableColumns } from '../decode/types.ts'
@@ -9,10 +13,20 @@ export class MissingTableError extends Error {
   override name = 'MissingTableError'
 }
 
-export async function describeTables(sql: postgres.Sql, schema: string, tables: string[]): Promise<TableColumns> {
+export type CatalogReading = {
+  columns: TableColumns
+  /** The transaction (32-bit xid, as wal2json gives it) had committed when the columns were read. */
+  covers(xid: number): boolean
+}
+
+/** Before the first reading: covers nothing, so every difference is checked. */
+export const NO_READING: CatalogReading = { columns: new Map(), covers: () => false }
+
+export async function describeTables(sql: postgres.Sql, schema: string, tables: string[]): Promise<CatalogReading> {
+  // One statement: pg_current_snapshot() is the snapshot the catalog rows were read with.
   const rows = await sql`
     select c.relname as table, a.attname as name, a.atttypid::int as type_oid, format_type(a.atttypid, a.atttypmod) as type_name,
-      a.attstorage <> 'p' as toastable
+      a.attstorage <> 'p' as toastable, pg_current_snapshot()::text as snapshot
     from pg_attribute a
     join pg_class c on c.oid = a.attrelid
     join pg_namespace n on n.oid = c.relnamespace
@@ -29,5 +43,25 @@ export async function describeTables(sql: postgres.Sql, schema: string, tables: 
   const missing = tables.filter((table) => !columns.has(`${schema}.${table}`))
   if (missing.length)
     throw new MissingTableError(`table ${missing.map((table) => `${schema}.${table}`).join(', ')} not found in the source database`)
-  return columns
+  return { columns, covers: snapshotCovers(rows[0]!.snapshot) }
+}
+
+const XID_BITS = 32n
+const XID_MASK = (1n << XID_BITS) - 1n
+
+/**
+ * Visibility in a pg_snapshot ("xmin:xmax:xip,…", 64-bit xids) of a committed transaction named by its 32-bit
+ * xid. The xid is widened next to xmax: a transaction decoded now is within 2^31 of the server's next xid.
+ */
+export function snapshotCovers(snapshot: string): (xid: number) => boolean {
+  const [xminText, xmaxText, xipText = ''] = snapshot.split(':')
+  if (xminText === undefined || xmaxText === undefined) throw new Error(`unreadable pg_snapshot ${JSON.stringify(snapshot)}`)
+  const xmin = BigInt(xminText)
+  const xmax = BigInt(xmaxText)
+  const inProgress = new Set(xipText ? xipText.split(',').map(BigInt) : [])
+  const xmaxLow = Number(xmax & XID_MASK)
+  return (xid) => {
+    const full = xmax + BigInt((xid - xmaxLow) | 0)
+    return full < xmin || (full < xmax && !inProgress.has(full))
+  }
 }

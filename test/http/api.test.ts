@@ -165,7 +165,7 @@ describe('metrics and OpenAPI', () => {
     expect(after('task.created') - before('task.created')).toBe(25)
     expect(after('workspace.created') - before('workspace.created')).toBe(1)
     const text = await (await fetch(`${base}/metrics`)).text()
-    for (const name of ['process_resident_memory_bytes', 'batches_total', 'batch_events_bucket', 'sink_write_seconds_bucket', 'commit_to_publish_seconds_bucket', 'confirmed_lsn', 'lag_bytes', 'pending_changes', 'reading_paused', 'reconnects_total', 'sink_failures_total', 'stream_clients', 'stream_events_sent_total', 'snapshot_requests_total'])
+    for (const name of ['process_resident_memory_bytes', 'batches_total', 'batch_events_bucket', 'sink_write_seconds_bucket', 'commit_to_publish_seconds_bucket', 'confirmed_lsn', 'lag_bytes', 'pending_changes', 'reading_paused', 'reconnects_total', 'catalog_reads_total', 'sink_failures_total', 'stream_clients', 'stream_events_sent_total', 'snapshot_requests_total'])
       expect(text).toMatch(new RegExp(`^task_connector_${name}`, 'm'))
     expect(text).toMatch(/^task_connector_sink_write_seconds_count\{sink="mongo",outcome="ok"\} [1-9]/m)
   })
