@@ -1,9 +1,10 @@
 // A 1,000,000-row transaction through the whole pipeline: memory stays flat, every row arrives, each once
 // in task_events and at least once on Pub/Sub.
 
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { peakRssMb } from './support/memory.ts'
-import { type Connector, type Stack, lsnValue, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
+import { lsnValue, waitCaughtUp } from './support/stack.ts'
+import { sharedStack } from './support/shared-stack.ts'
 import { ordinalHex, publishedIds, storedIds } from './support/verify.ts'
 import { createWorkspace, insertTasks } from './support/workspace.ts'
 
@@ -13,36 +14,26 @@ const ROWS = Number(process.env.TC_BIG_ROWS ?? 1_000_000)
 const RSS_LIMIT_MB = 200
 const SAMPLE = 500
 
-let stack: Stack
-let connector: Connector
-
-beforeAll(async () => {
-  stack = await startStack()
-  connector = await startConnector(stack)
-}, 120_000)
-afterAll(async () => {
-  await connector?.kill()
-  await stack?.stop()
-}, 120_000)
+const shared = sharedStack()
 
 /** An event id's commit LSN (its first 16 hex digits). */
 const commitOf = (id: string) => BigInt(`0x${id.slice(0, 16)}`)
 
 test(`a ${ROWS.toLocaleString('en')}-row transaction reaches MongoDB and Pub/Sub with the connector's peak RSS under ${RSS_LIMIT_MB} MB`, async () => {
-  const workspaceId = await createWorkspace(stack.pg.sql, 'big')
+  const workspaceId = await createWorkspace(shared.stack.pg.sql, 'big')
   const before = await walPosition()
-  await insertTasks(stack.pg.sql, workspaceId, ROWS)
+  await insertTasks(shared.stack.pg.sql, workspaceId, ROWS)
   const after = await walPosition()
-  await waitCaughtUp(stack, connector, 1_200_000)
+  await waitCaughtUp(shared.stack, shared.connector, 1_200_000)
 
-  const peak = peakRssMb(connector.process.pid)
+  const peak = peakRssMb(shared.connector.process.pid)
   console.error(`big transaction through the pipeline: connector peak RSS ${peak} MB`)
   expect(peak).toBeLessThan(RSS_LIMIT_MB)
 
   // Every event exactly: the workspace's, then the transaction's from its first ordinal to its last, all
   // under one commit LSN written by the insert. task_events is read by its ids alone (a range scan of
   // `_id`), Pub/Sub by distinct event ids, so that one lost row, or one stored twice, fails the test.
-  const [stored, { messages, ids: published }] = await Promise.all([storedIds(stack.db), publishedIds(stack)])
+  const [stored, { messages, ids: published }] = await Promise.all([storedIds(shared.stack.db), publishedIds(shared.stack)])
   console.error(`big transaction: ${stored.length} events stored, ${published.size} distinct of ${messages} published`)
   const [workspaceEvent, ...rows] = stored
   const commit = rows[0]?.split('-')[0] ?? ''
@@ -54,14 +45,14 @@ test(`a ${ROWS.toLocaleString('en')}-row transaction reaches MongoDB and Pub/Sub
   expect({ distinct: published.size, missing: stored.filter((id) => !published.has(id)).slice(0, 5) }).toEqual({ distinct: ROWS + 1, missing: [] })
 
   // And the rows' state: tasks drawn at random from the table are there, all left by the one transaction.
-  const tasks = stack.db.collection<{ _id: string; workspaceId?: string; lastEventId?: string }>('tasks')
-  const sample = await stack.pg.sql<{ id: string }[]>`select id::text from tasks where workspace_id = ${workspaceId} order by random() limit ${SAMPLE}`
+  const tasks = shared.stack.db.collection<{ _id: string; workspaceId?: string; lastEventId?: string }>('tasks')
+  const sample = await shared.stack.pg.sql<{ id: string }[]>`select id::text from tasks where workspace_id = ${workspaceId} order by random() limit ${SAMPLE}`
   expect(sample.length).toBe(Math.min(SAMPLE, ROWS))
   const found = await Promise.all(sample.map(({ id }) => tasks.findOne({ _id: id })))
   expect(found.filter((task) => task?.workspaceId !== workspaceId || !String(task.lastEventId).startsWith(`${commit}-`))).toEqual([])
 }, 1_500_000)
 
 async function walPosition(): Promise<bigint> {
-  const [{ position }] = await stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
+  const [{ position }] = await shared.stack.pg.sql<[{ position: string }]>`select pg_current_wal_insert_lsn()::text as position`
   return lsnValue(position)
 }

@@ -1,0 +1,21 @@
+// The stack and connector an end-to-end test file (or describe block) shares: started before its tests, stopped
+// after them. A test may put a connector of its own in `connector` (a restart); the one there at the end is stopped.
+
+import { afterAll, beforeAll } from 'bun:test'
+import type { FerretDbOptions } from './ferretdb.ts'
+import { type Connector, type Stack, startConnector, startStack } from './stack.ts'
+
+const START_MS = 120_000
+
+export function sharedStack(ferretDb: FerretDbOptions = {}): { stack: Stack; connector: Connector } {
+  const shared = {} as { stack: Stack; connector: Connector }
+  beforeAll(async () => {
+    shared.stack = await startStack({}, ferretDb)
+    shared.connector = await startConnector(shared.stack)
+  }, START_MS)
+  afterAll(async () => {
+    await shared.connector?.kill()
+    await shared.stack?.stop()
+  }, START_MS)
+  return shared
+}
