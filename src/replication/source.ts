@@ -204,9 +204,10 @@ export function openSource(options: SourceOptions) {
   }
 
   /**
-   * Reads the catalog again and goes on from the first message held. A turn passes first, so that every message
-   * already received is among those the reading covers. A transaction whose commit the server had written but not
-   * yet made visible (a matter of microseconds) is not covered yet: its update is held again and read for again.
+   * Reads the catalog again and goes on from the first message held. A turn passes first, so that the messages of
+   * the socket chunk at hand are held for this reading rather than ask for one more. A transaction whose commit the
+   * server had written but not yet made visible (a matter of microseconds) is not covered yet: its update is held
+   * again and read for again.
    */
   async function readColumnsAgain(failSession: (error: unknown) => void) {
     const reading = stream
