@@ -12,13 +12,15 @@
 // Snapshot: 100,000 tasks inserted and streamed through the connector first; then the NDJSON Snapshot is
 // read to the end while the connector's RSS is sampled; growth = highest sample − RSS before the request.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
-//   bun scripts/bench/http.ts [--clients 100] [--load-tx-per-s 1000] [--seconds 20] [--snapshot-tasks 100000]
+// The connector runs with the heap budget it ships with (128 MB); --heap-mb sets another, to see what the
+// garbage collector's pauses under that budget add to the delay's tail.
+//   bun scripts/bench/http.ts [--clients 100] [--load-tx-per-s 1000] [--seconds 20] [--snapshot-tasks 100000] [--heap-mb 128]
 
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { peakRssMb, rssMb } from '../../test/support/memory.ts'
-import { TOPIC, startConnector, startStack, waitCaughtUp } from '../../test/support/stack.ts'
+import { CONNECTOR_MEMORY_ENV, TOPIC, startConnector, startStack, waitCaughtUp } from '../../test/support/stack.ts'
 import { createWorkspace, insertTasks } from '../../test/support/workspace.ts'
 import { runPacedLoad } from './pipeline-load.ts'
 
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     'warmup-seconds': { type: 'string', default: '3' },
     'snapshot-tasks': { type: 'string', default: '100000' },
+    'heap-mb': { type: 'string' },
   },
 })
 const CLIENTS = Number(values.clients)
@@ -36,12 +39,15 @@ const LOAD_TX_PER_S = Number(values['load-tx-per-s'])
 const SECONDS = Number(values.seconds)
 const WARMUP_SECONDS = Number(values['warmup-seconds'])
 const SNAPSHOT_TASKS = Number(values['snapshot-tasks'])
+const HEAP_ENV = values['heap-mb'] ? { BUN_JSC_forceRAMSize: String(Number(values['heap-mb']) * 1024 * 1024) } : CONNECTOR_MEMORY_ENV
 const RSS_SAMPLE_MS = 20
 const CATCH_UP_MS = 900_000
 // Tasks inserted per statement when filling the table: transactions the connector takes in a few batches.
 const FILL_STATEMENT_TASKS = 5_000
 
 const progress = (message: string) => process.stderr.write(`[bench:http] ${message}\n`)
+
+const ID_FIELD = 'id: '
 
 /** An SSE client that records, for each event id, when it arrived (ms since the epoch). */
 async function idRecorder(url: string, received: Map<string, number[]>) {
@@ -55,19 +61,16 @@ async function idRecorder(url: string, received: Map<string, number[]>) {
       for await (const chunk of response.body as ReadableStream<Uint8Array>) {
         const at = performance.timeOrigin + performance.now()
         const text = rest + decoder.decode(chunk, { stream: true })
-        let position = 0
-        for (;;) {
-          const start = text.indexOf('id: ', position)
-          if (start < 0 || start + 29 > text.length) break
-          const id = text.slice(start + 4, start + 29)
+        // Whole frames only: a chunk may end anywhere, even inside "id: ", and the rest waits for the next one.
+        const frames = text.split('\n\n')
+        rest = frames.pop()!
+        for (const frame of frames) {
+          if (!frame.startsWith(ID_FIELD)) continue
+          const id = frame.slice(ID_FIELD.length, frame.indexOf('\n'))
           let times = received.get(id)
           if (!times) received.set(id, (times = []))
           times.push(at)
-          position = start + 29
         }
-        // An id cut by the chunk's end is read with the next chunk.
-        const cut = text.lastIndexOf('id: ')
-        rest = cut >= position ? text.slice(cut) : ''
       }
     } catch {}
   })()
@@ -101,7 +104,7 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 
 const stack = await startStack()
 try {
-  const connector = await startConnector(stack)
+  const connector = await startConnector(stack, { env: HEAP_ENV })
   const pid = connector.process.pid
   const base = `http://127.0.0.1:${connector.port}`
   const workspaceId = await createWorkspace(stack.pg.sql, 'bench')
@@ -181,6 +184,7 @@ try {
     snapshot_seconds: round(snapshotSeconds, 2),
     snapshot_rss_growth_mb: rssHighest - rssBefore,
     load_max_schedule_lag_ms: round(result.maxScheduleLagMs),
+    connector_heap_mb: Number(HEAP_ENV.BUN_JSC_forceRAMSize) / 1024 / 1024,
     cpus: readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? null,
   }
   await connector.kill()
