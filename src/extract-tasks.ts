@@ -164,7 +164,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
         await pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
         return
       }
-      await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliver, retryMongo: pipeline.retryMongo, log, stopRequested })
+      await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliverLoaded, retryMongo: pipeline.retryMongo, log, stopRequested })
     },
   })
   closers.push(() => source.stop())

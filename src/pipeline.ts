@@ -288,7 +288,11 @@ export function createPipeline(options: PipelineOptions) {
       }
     },
 
-    deliver,
+    /** Delivers the initial load's events, a batch at a time, and tells the live stream as a streamed batch does. */
+    async deliverLoaded(events: TaskEvent[]) {
+      await deliver(events)
+      options.onDurable?.(events)
+    },
 
     /** Runs a MongoDB operation until it succeeds, counted in `failingSinks` as the pipeline's own. */
     retryMongo: (work: () => Promise<void>) => withRetry('mongo', work),
