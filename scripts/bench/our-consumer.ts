@@ -1,7 +1,9 @@
 // bench:replication's contender "ours": our change source (full decode) in a process of its own.
 // Streams a slot from its start, acknowledges every delivery, counts row changes, and stops at the end
-// marker (a non-transactional logical message written after the workload). Prints one JSON line on stdout:
-//   {"done":true,"changes":N,"commits":C,"peakRssMb":M}
+// marker (a non-transactional logical message written after the workload). Prints on stdout, one JSON object a line:
+//   {"streaming":true}  once the stream is up (a live workload starts then)
+//   {"done":true,"changes":N,"commits":C,"unchangedToastUpdates":U,"catalogReads":R,"peakRssMb":M}  at the marker
+// where U counts the updates that left a TOASTed value out and R the source's catalog readings.
 // Usage: bun scripts/bench/our-consumer.ts --port P --database D --slot S --marker PREFIX
 
 import { writeSync } from 'node:fs'
@@ -33,8 +35,15 @@ const source = openSource({
   log: testLog,
 })
 
+// The bench writes a live workload only once the stream is up, lest it be read as a backlog.
+void (async () => {
+  while (source.state !== 'streaming' && source.state !== 'stopped') await Bun.sleep(1)
+  if (source.state === 'streaming') writeSync(1, JSON.stringify({ streaming: true }) + '\n')
+})()
+
 let changes = 0
 let commits = 0
+let unchangedToastUpdates = 0
 let done = false
 while (!done) {
   const { firstSeq, messages } = await source.read()
@@ -43,8 +52,11 @@ while (!done) {
   for (const message of messages) {
     if (done) break
     switch (message.kind) {
-      case 'insert':
       case 'update':
+        if (message.unchangedToast.length) unchangedToastUpdates++
+        changes++
+        break
+      case 'insert':
       case 'delete':
       case 'truncate':
         changes++
@@ -58,6 +70,6 @@ while (!done) {
   }
   source.acknowledge(firstSeq + messages.length - 1)
 }
-writeSync(1, JSON.stringify({ done: true, changes, commits, peakRssMb: peakRssMb() }) + '\n')
+writeSync(1, JSON.stringify({ done: true, changes, commits, unchangedToastUpdates, catalogReads: source.catalogReads, peakRssMb: peakRssMb() }) + '\n')
 await source.stop()
 process.exit(0)

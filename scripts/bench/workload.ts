@@ -1,9 +1,11 @@
-// bench:replication's workload: a deterministic mix of inserts, updates and deletes on workspaces and tasks, in
-// transactions of 1 to 10,000 rows (mostly small, some large), planned here from a seed and written server-side
-// by one procedure that commits after each planned transaction, so writing it costs no client round trips.
+// bench:replication's workloads. The main one: a deterministic mix of inserts, updates and deletes on workspaces
+// and tasks, in transactions of 1 to 10,000 rows (mostly small, some large), planned here from a seed and written
+// server-side by one procedure that commits after each planned transaction, so writing it costs no client round
+// trips. The TOAST phase's: single-row updates of `priority` over a set of tasks, sent one after the other.
 
 import type postgres from 'postgres'
 import { mulberry32 } from '../../test/support/verify.ts'
+import { createWorkspace } from '../../test/support/workspace.ts'
 
 export const MAX_TRANSACTION_ROWS = 10_000
 
@@ -149,6 +151,43 @@ export async function writeWorkload(sql: postgres.Sql, plan: Plan) {
     await connection.unsafe(`call bench_workload('{${flat.join(',')}}'::int[])`)
   } finally {
     await connection.unsafe('reset enable_seqscan').catch(() => {})
+    connection.release()
+  }
+}
+
+// 100 rows of 20 kB make a 2 MB statement.
+const SEED_BATCH = 100
+
+/** `count` tasks of a new workspace, task n described by `describe(n)`; returns their ids. */
+export async function seedTasks(sql: postgres.Sql, count: number, describe: (n: number) => string): Promise<string[]> {
+  const workspaceId = await createWorkspace(sql)
+  const ids: string[] = []
+  for (let from = 1; from <= count; from += SEED_BATCH) {
+    const rows = Array.from({ length: Math.min(SEED_BATCH, count - from + 1) }, (_, i) => ({
+      id: crypto.randomUUID(), workspace_id: workspaceId, title: `task ${from + i}`, description: describe(from + i),
+    }))
+    await sql`insert into tasks ${sql(rows)}`
+    ids.push(...rows.map((row) => row.id))
+  }
+  return ids
+}
+
+/**
+ * `count` transactions of one UPDATE each, setting `priority` alone, round robin over `ids`, each sent once the one
+ * before has committed: an application's pace on one connection. The commits are synchronous (the throwaway
+ * cluster's default is not), so that each is flushed, and so sent to the walsenders, as it commits, as in
+ * production rather than in the WAL writer's batches; the cluster runs with fsync off, so that costs no disk wait.
+ */
+export async function writeSingleRowUpdates(sql: postgres.Sql, ids: string[], count: number) {
+  const connection = await sql.reserve()
+  try {
+    await connection`set synchronous_commit = on`
+    for (let i = 0; i < count; i++) {
+      const { count: updated } = await connection`update tasks set priority = priority + 1 where id = ${ids[i % ids.length]!}`
+      if (updated !== 1) throw new Error(`update ${i + 1} of ${count} changed ${updated} rows`)
+    }
+  } finally {
+    await connection`reset synchronous_commit`.catch(() => {})
     connection.release()
   }
 }
