@@ -8,8 +8,9 @@
 // - while another process holds the slot, it stands by and takes the slot over within a second of its release;
 // - an UPDATE is handed out decoded with a column list read after its transaction committed (tables.ts says why
 //   that list is exact for it); when its columns disagree with a list read earlier (a migration since, or an
-//   unchanged TOAST value), the catalog is read again first, in order, the stream paused meanwhile. One reading
-//   serves every transaction committed before it: none during catch-up, at most one per round trip when live.
+//   unchanged TOAST value), the catalog is read again first, in order, what follows it held meanwhile (the socket
+//   still read up to the pending limits). One reading serves every transaction committed before it: none during
+//   catch-up, at most one per MIN_READING_INTERVAL_MS when live.
 
 import postgres from 'postgres'
 import { decodeWal2json } from '../decode/wal2json.ts'
