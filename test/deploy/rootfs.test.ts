@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
+import { shippedBinary } from '../support/binary.ts'
 import { freePort, waitFor } from '../support/ports.ts'
 import { removeDir, tempDir } from '../support/server-process.ts'
 import { MONGO_DATABASE, type Stack, TOPIC, publishedEvents, startStack } from '../support/stack.ts'
@@ -24,10 +25,8 @@ let privateCa: string
 
 beforeAll(async () => {
   work = tempDir('rootfs-')
-  const binary = process.env.TC_BINARY ?? join(work, 'tag-connector')
-  if (!process.env.TC_BINARY) run(['bun', 'build', '--compile', join(ROOT, 'src/cli.ts'), '--outfile', binary])
   rootfs = join(work, 'rootfs')
-  run(['sh', join(ROOT, 'scripts/rootfs.sh'), rootfs, binary])
+  run(['sh', join(ROOT, 'scripts/rootfs.sh'), rootfs, shippedBinary()])
   image = finalStage(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))
 
   // A private CA and a certificate for localhost, for a TLS listener the binary can trust only through the bundle.

@@ -7,11 +7,12 @@ import { type Connector, type Stack, startConnector, startStack } from './stack.
 
 const START_MS = 120_000
 
-export function sharedStack(ferretDb: FerretDbOptions = {}): { stack: Stack; connector: Connector } {
+/** `program` names the command to run, when not the one the test run is for (the sources, or TC_BINARY). */
+export function sharedStack(ferretDb: FerretDbOptions = {}, program?: () => string[]): { stack: Stack; connector: Connector } {
   const shared = {} as { stack: Stack; connector: Connector }
   beforeAll(async () => {
     shared.stack = await startStack({}, ferretDb)
-    shared.connector = await startConnector(shared.stack)
+    shared.connector = await startConnector(shared.stack, program ? { program: program() } : {})
   }, START_MS)
   afterAll(async () => {
     await shared.connector?.kill()
