@@ -5,6 +5,9 @@
 import { type Lsn, maxLsn } from './lsn.ts'
 
 export type ProgressLimits = { maxPendingChanges: number; maxPendingBytes: number }
+/** Received and not handed out yet (waiting for a catalog reading): it counts against the same limits. */
+export type Waiting = { changes: number; bytes: number }
+const NOTHING_WAITING: Waiting = { changes: 0, bytes: 0 }
 
 export type Progress = ReturnType<typeof createProgress>
 
@@ -74,13 +77,19 @@ export function createProgress(limits: ProgressLimits, flushedLsn: Lsn) {
     get pendingBytes() {
       return trackedBytes - acknowledgedBytes
     },
-    /** The consumer holds as much as it may: stop reading the socket. */
-    get full() {
-      return pendingChanges() >= limits.maxPendingChanges || trackedBytes - acknowledgedBytes >= limits.maxPendingBytes
+    /** The consumer holds, with what `waiting` to be handed out, as much as it may: stop reading the socket. */
+    full(waiting: Waiting = NOTHING_WAITING) {
+      return (
+        pendingChanges() + waiting.changes >= limits.maxPendingChanges ||
+        trackedBytes - acknowledgedBytes + waiting.bytes >= limits.maxPendingBytes
+      )
     },
-    /** Below half the limits: reading may resume without flapping. */
-    get roomy() {
-      return pendingChanges() <= limits.maxPendingChanges / 2 && trackedBytes - acknowledgedBytes <= limits.maxPendingBytes / 2
+    /** Below half the limits, `waiting` counted: reading may resume without flapping. */
+    roomy(waiting: Waiting = NOTHING_WAITING) {
+      return (
+        pendingChanges() + waiting.changes <= limits.maxPendingChanges / 2 &&
+        trackedBytes - acknowledgedBytes + waiting.bytes <= limits.maxPendingBytes / 2
+      )
     },
   }
 }

@@ -4,7 +4,8 @@
 //   framed by begin and commit; one cut short by a lost connection is handed out again from its begin;
 // - a transaction whose commit LSN is at or below the resume point, or already handed out whole, is skipped;
 // - the slot is confirmed only up to what the consumer acknowledged (see progress.ts);
-// - the socket is not read while the consumer holds more than the pending limits;
+// - the socket is not read while the consumer holds more than the pending limits (what waits for a catalog
+//   reading counted in);
 // - while another process holds the slot, it stands by and takes the slot over within a second of its release;
 // - an UPDATE is handed out decoded with a column list read after its transaction committed (tables.ts says why
 //   that list is exact for it); when its columns disagree with a list read earlier (a migration since, or an
@@ -136,8 +137,6 @@ export function openSource(options: SourceOptions) {
   let held: XLogData[] | null = null
   let heldBytes = 0
   let heldXid = 0
-  // The socket is not read because the messages held reached the pending limits.
-  let holdFull = false
   let lastReadingAt = -Infinity
   let catalogReads = 0
 
@@ -159,11 +158,25 @@ export function openSource(options: SourceOptions) {
     const seq = progress.track(bytes, confirmable)
     if (queue.length === 0) queueFirstSeq = seq
     queue.push(message)
-    if (progress.full && !paused && stream) {
+    pauseIfFull()
+    wake?.()
+  }
+
+  // What the consumer holds and what is held for a catalog reading share the pending limits.
+  const waiting = () => ({ changes: held?.length ?? 0, bytes: heldBytes })
+
+  function pauseIfFull() {
+    if (!paused && stream && progress.full(waiting())) {
       paused = true
       stream.pause()
     }
-    wake?.()
+  }
+
+  function resumeIfRoomy() {
+    if (paused && stream && progress.roomy(waiting())) {
+      paused = false
+      stream.resume()
+    }
   }
 
   function onMessage(message: DecodedMessage, bytes: number) {
@@ -201,10 +214,7 @@ export function openSource(options: SourceOptions) {
     if (held) {
       held.push(xlog)
       heldBytes += xlog.data.length
-      if (!holdFull && (held.length >= limits.maxPendingChanges || heldBytes >= limits.maxPendingBytes)) {
-        holdFull = true
-        stream?.pause()
-      }
+      pauseIfFull()
       return
     }
     const message = decodeWal2json(xlog.data, catalog.columns, xlog.dataStart, transactionCovered ? 'after' : 'before')
@@ -238,12 +248,11 @@ export function openSource(options: SourceOptions) {
     catalog = read
     const replay = held!
     held = null
+    heldBytes = 0
     transactionXid = heldXid
     transactionCovered = catalog.covers(heldXid)
-    const wasFull = holdFull
-    holdFull = false
     for (const xlog of replay) receive(xlog, failSession)
-    if (wasFull && !holdFull && !paused) stream?.resume()
+    resumeIfRoomy()
   }
 
   async function session(attempt: number) {
@@ -284,7 +293,7 @@ export function openSource(options: SourceOptions) {
       heldBegin = null
       skipping = false
       held = null
-      holdFull = false
+      heldBytes = 0
       transactionCovered = false
       let failSession: (error: unknown) => void = () => {}
       const failed = new Promise<never>((_, reject) => (failSession = reject))
@@ -304,10 +313,7 @@ export function openSource(options: SourceOptions) {
       generation++
       holder = null
       paused = false
-      if (progress.full) {
-        paused = true
-        stream.pause()
-      }
+      pauseIfFull()
       state = 'streaming'
       const tookOver = standbySince === null ? '' : ` (taken over after ${((Date.now() - standbySince) / 1000).toFixed(1)} s standing by)`
       standbySince = null
@@ -384,10 +390,7 @@ export function openSource(options: SourceOptions) {
     /** Everything handed out up to and including `seq` is durable: the slot may confirm its commits. */
     acknowledge(seq: number) {
       const moved = progress.acknowledge(seq)
-      if (paused && progress.roomy && stream && !holdFull) {
-        paused = false
-        stream.resume()
-      }
+      resumeIfRoomy()
       if (moved) scheduleStatus()
     },
 
@@ -418,7 +421,7 @@ export function openSource(options: SourceOptions) {
     get receivedLsn() {
       return stream?.receivedLsn ?? progress.flushLsn
     },
-    /** Reading from the socket is paused: the consumer holds as much as it may. */
+    /** Reading from the socket is paused: the consumer, with what waits for a catalog reading, holds as much as it may. */
     get readingPaused() {
       return paused
     },

@@ -34,15 +34,25 @@ describe('acknowledgement progress', () => {
   test('full at either limit, roomy again below half of both', () => {
     const progress = createProgress(limits, 0n)
     const seqs = [1, 2, 3, 4].map(() => progress.track(100, null))
-    expect(progress.full).toBe(true)
+    expect(progress.full()).toBe(true)
     expect(progress.pendingBytes).toBe(400)
     progress.acknowledge(seqs[0]!)
-    expect(progress.full).toBe(false)
-    expect(progress.roomy).toBe(false)
+    expect(progress.full()).toBe(false)
+    expect(progress.roomy()).toBe(false)
     progress.acknowledge(seqs[1]!)
-    expect(progress.roomy).toBe(true)
+    expect(progress.roomy()).toBe(true)
     progress.track(900, null)
-    expect(progress.full).toBe(true)
+    expect(progress.full()).toBe(true)
+  })
+
+  test('what waits to be handed out counts against the same limits', () => {
+    const progress = createProgress(limits, 0n)
+    progress.track(100, null)
+    expect(progress.full()).toBe(false)
+    expect(progress.full({ changes: 3, bytes: 0 })).toBe(true)
+    expect(progress.full({ changes: 0, bytes: 900 })).toBe(true)
+    expect(progress.roomy()).toBe(true)
+    expect(progress.roomy({ changes: 2, bytes: 0 })).toBe(false)
   })
 
   test('stays exact over many entries and compactions', () => {
