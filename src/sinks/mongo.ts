@@ -4,7 +4,9 @@
 // Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
 // Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
-// FerretDB 1.24 both support, and writes one batch at a time (the caller's part: see `writeBatch`).
+// FerretDB 1.24 both support. A batch's history and its rows are separate writes, so that a caller may store
+// one batch's history while the batch before writes its rows; keeping history before state is the caller's
+// part (see `writeBatch`).
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
@@ -85,8 +87,10 @@ export function createMongoSink(client: MongoClient, database: string) {
   const lastWritten = new Map<string, string>()
   function rememberWritten(name: string, id: string, eventId: string) {
     const key = `${name}:${id}`
+    const known = lastWritten.get(key)
     lastWritten.delete(key)
-    lastWritten.set(key, eventId)
+    // Writes that land out of order (a retry beside an attempt given up on) must not make it forget a newer one.
+    lastWritten.set(key, known !== undefined && known > eventId ? known : eventId)
     if (lastWritten.size > KNOWN_WRITES) lastWritten.delete(lastWritten.keys().next().value!)
   }
 
@@ -187,15 +191,21 @@ export function createMongoSink(client: MongoClient, database: string) {
 
     /**
      * Makes a batch durable: its events in `task_events`, then the rows they leave in `tasks`/`workspaces`.
-     * Rows come second, and batches must be written one after the other, so that a row never holds a state
-     * whose event is not stored: after a crash the replay finds every event up to a row's `lastEventId` in
-     * the history, and takes it from there rather than rebuilding it from a row that is already ahead.
+     * A batch's rows must come after its own history and every earlier batch's (`writeHistory` one batch
+     * after the other, `writeState` only once it is stored), so that a row never holds a state whose event
+     * is not stored: after a crash the replay finds every event up to a row's `lastEventId` in the history,
+     * and takes it from there rather than rebuilding it from a row that is already ahead.
      */
     async writeBatch(batch: TaskEvent[]) {
-      if (!batch.length) return
       await insertEvents(batch)
       await applyState(batch)
     },
+
+    /** A batch's events in `task_events` (idempotent: a replayed event is not stored twice). */
+    writeHistory: insertEvents,
+
+    /** The rows a batch leaves, each only where it is newer than the stored one; its history must be stored first. */
+    writeState: applyState,
 
     tombstoneOlderThan,
 
