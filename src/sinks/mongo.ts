@@ -25,8 +25,10 @@ const ENTITY_COLLECTION: Record<Entity, 'tasks' | 'workspaces'> = { task: 'tasks
 const TRUNCATED_COLLECTION: Partial<Record<TaskEvent['type'], 'tasks' | 'workspaces'>> = { 'tasks.truncated': 'tasks', 'workspaces.truncated': 'workspaces' }
 const DUPLICATE_KEY = 11000
 // FerretDB 1.24 holds one of its 100 SQLite connections per matched update until the whole command ends,
-// and a command with 100 or more never ends: updates go in commands of at most this many.
-const MAX_UPDATES_PER_COMMAND = 50
+// and commands holding 100 between them never end: updates go in commands of at most this many. Tasks' and
+// workspaces' commands run at once, beside their rows' inserts, the next batch's history and a checkpoint:
+// 45 each leaves those room under 100.
+const MAX_UPDATES_PER_COMMAND = 45
 // Ids in one `{ _id: { $in } }` lookup: one round trip for a typical run's rows, far below any server's limits.
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
@@ -98,8 +100,8 @@ export function createMongoSink(client: MongoClient, database: string) {
    * Row writes of one run of events with no truncate inside: the last event of each row wins, and only
    * where it is newer than the stored `lastEventId`. That guard is in each replace's filter,
    * `{ _id, lastEventId: { $lt } }`, so the server applies it whatever else writes the row meanwhile (a
-   * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once;
-   * any other is inserted first, and a duplicate key names a row that exists and gets the guarded replace.
+   * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once,
+   * beside the insert of any other; a duplicate key there names a row that exists and gets the guarded replace.
    */
   async function applyRows(run: TaskEvent[]) {
     const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
@@ -120,11 +122,9 @@ export function createMongoSink(client: MongoClient, database: string) {
           if (written === undefined) unknown.push(document)
           else if (written < document.lastEventId) update.push(id)
         }
-        if (unknown.length) update.push(...(await insertNew(target, unknown)))
-        for (let i = 0; i < update.length; i += MAX_UPDATES_PER_COMMAND) {
-          const chunk = update.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => writes.get(id)!)
-          await target.bulkWrite(chunk.map(guardedWrite), { ordered: false })
-        }
+        // Different rows, so one round trip instead of two: the known rows' replaces beside the others' insert.
+        const [, existing] = await Promise.all([replaceGuarded(target, update, writes), unknown.length ? insertNew(target, unknown) : []])
+        await replaceGuarded(target, existing, writes)
         for (const [id, { document }] of writes) rememberWritten(name, id, document.lastEventId)
       }),
     )
@@ -138,6 +138,12 @@ export function createMongoSink(client: MongoClient, database: string) {
   function rowWrite(id: string, event: TaskEvent): RowWrite {
     if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
     return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
+  }
+
+  /** The guarded writes of these rows, in commands of at most MAX_UPDATES_PER_COMMAND, one after the other. */
+  async function replaceGuarded(target: Collection<StateDocument>, ids: string[], writes: Map<string, RowWrite>) {
+    for (let i = 0; i < ids.length; i += MAX_UPDATES_PER_COMMAND)
+      await target.bulkWrite(ids.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => guardedWrite(writes.get(id)!)), { ordered: false })
   }
 
   /** The write of a row that exists, applied only where the stored `lastEventId` is older. */
