@@ -248,21 +248,19 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
         )
       }, config.heartbeatIntervalMs),
     )
-  timers.push(
-    setInterval(() => {
-      source.sql`
-        select (pg_current_wal_lsn() - '0/0')::text as position, slot.wal_status, (pg_current_wal_lsn() - slot.restart_lsn)::text as retained
-        from (select 1) as one left join pg_replication_slots as slot on slot.slot_name = ${config.slot}`
-        .then(([row]) => {
-          lagBytes = Math.max(0, Number(BigInt(row!.position) - source.confirmedLsn))
-          slotWal = { walStatus: row!.wal_status ?? null, retainedBytes: row!.retained === null ? null : Number(row!.retained) }
-        })
-        .catch(() => {
-          lagBytes = null
-          slotWal = { walStatus: null, retainedBytes: null }
-        })
-    }, LAG_POLL_MS),
-  )
+  const pollLag = () =>
+    source.sql`
+      select (pg_current_wal_lsn() - '0/0')::text as position, slot.wal_status, (pg_current_wal_lsn() - slot.restart_lsn)::text as retained
+      from (select 1) as one left join pg_replication_slots as slot on slot.slot_name = ${config.slot}`
+      .then(([row]) => {
+        lagBytes = Math.max(0, Number(BigInt(row!.position) - source.confirmedLsn))
+        slotWal = { walStatus: row!.wal_status ?? null, retainedBytes: row!.retained === null ? null : Number(row!.retained) }
+      })
+      .catch(() => {
+        lagBytes = null
+        slotWal = { walStatus: null, retainedBytes: null }
+      })
+  timers.push(setInterval(pollLag, LAG_POLL_MS))
 
   // On a stop, the batches in flight finish (or are given up by their retries), then the source closes.
   signal.addEventListener('abort', () => void pipeline.stop().then(() => source.stop()), { once: true })
