@@ -112,6 +112,8 @@ describe('the status page', () => {
     await waitForText(page, '#snapshot', (run) => run.startsWith('completed'), SHOWN_WITHIN_MS, 'the last start-job run')
     expect(await text(page, '#snapshot')).toContain('drift: 1 missing, 0 extra, 2 stale')
     await waitForText(page, '#stream-note', (note) => note === '(live)', SHOWN_WITHIN_MS, 'the Stream to be read')
+    // No token asked for where none is needed: the form is not displayed at all.
+    expect(await page.evaluate(`getComputedStyle(document.getElementById('token-form')).display`)).toBe('none')
     expect({ consoleErrors, foreignRequests }).toEqual({ consoleErrors: [], foreignRequests: [] })
   })
 
