@@ -31,7 +31,8 @@ let stack: Stack
 let connector: Connector
 let browser: Browser
 let workspaceId: string
-const pages: Page[] = []
+/** The page the first test opens; the next ones go on with it, as a person watching would. */
+let watched: Page
 const connectors: Connector[] = []
 
 beforeAll(async () => {
@@ -63,8 +64,8 @@ type Opened = { page: Page; consoleErrors: string[]; foreignRequests: string[] }
 
 async function open(port: number): Promise<Opened> {
   const page = await browser.newPage()
-  pages.push(page)
-  await page.setViewport({ width: 1200, height: 900 })
+  // The height of the page with its 50 events' first rows: the screenshot is the README's picture.
+  await page.setViewport({ width: 1200, height: 560 })
   const consoleErrors: string[] = []
   const foreignRequests: string[] = []
   page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()))
@@ -103,6 +104,7 @@ describe('the status page', () => {
 
     const started = performance.now()
     const { page, consoleErrors, foreignRequests } = await open(connector.port)
+    watched = page
     const shown = await waitForText(page, '#state', (state) => state === 'streaming', SHOWN_WITHIN_MS, 'the header to say streaming')
     expect(shown - started).toBeLessThan(SHOWN_WITHIN_MS)
     expect(await text(page, '#failing')).toBe('none')
@@ -118,7 +120,7 @@ describe('the status page', () => {
   })
 
   test('it follows the stream: a row inserted in PostgreSQL appears in the event list within 5 s', async () => {
-    const { page } = await open(connector.port)
+    const page = watched
     await waitForText(page, '#stream-note', (note) => note === '(live)', SHOWN_WITHIN_MS, 'the Stream to be read')
     const inserted = performance.now()
     const taskId = await createTask(stack.pg.sql, workspaceId, { title: 'Check the tide tables', status: 'todo' })
@@ -132,7 +134,7 @@ describe('the status page', () => {
   })
 
   test('the charts draw: lag, heartbeat latency and events a second have points from /info/history', async () => {
-    const { page } = await open(connector.port)
+    const page = watched
     const points = (name: string) => page.$$eval(`#chart-${name} polyline`, (lines) => lines.reduce((sum, line) => sum + (line.getAttribute('points') ?? '').split(' ').filter(Boolean).length, 0))
     const deadline = performance.now() + CHARTS_DRAWN_WITHIN_MS
     let counts = { lag: 0, latency: 0, rate: 0 }
@@ -146,7 +148,7 @@ describe('the status page', () => {
   })
 
   test('it shows a failing sink: MongoDB frozen under an idle connector is named within 15 s, and green again after the thaw', async () => {
-    const { page } = await open(connector.port)
+    const page = watched
     await waitForText(page, '#failing', (failing) => failing === 'none', SHOWN_WITHIN_MS, 'no failing sink')
     const frozen = performance.now()
     stack.mongo.freeze()
@@ -160,7 +162,7 @@ describe('the status page', () => {
   })
 
   test('it keeps working through a restart: says the connector is unreachable, then resumes the Stream after the last event it showed', async () => {
-    const { page } = await open(connector.port)
+    const page = watched
     await waitForText(page, '#stream-note', (note) => note === '(live)', SHOWN_WITHIN_MS, 'the Stream to be read')
     const before = await createTask(stack.pg.sql, workspaceId, { title: 'before the restart' })
     await waitForText(page, '#events', (list) => list.includes(before.slice(0, 8)), SHOWN_WITHIN_MS, 'the task made before the restart')
