@@ -101,6 +101,10 @@ describe('the status page', () => {
     expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8')
     expect(response.headers.get('content-security-policy')).toMatch(/default-src 'none'.*connect-src 'self'/)
     expect(new TextEncoder().encode(body).length).toBeLessThan(PAGE_BUDGET_BYTES)
+    const history = (await (await fetch(`http://127.0.0.1:${connector.port}/info/history`)).json()) as { intervalMs: number; samples: Record<string, unknown>[] }
+    expect(history.intervalMs).toBe(5_000)
+    expect(history.samples.length).toBeGreaterThanOrEqual(1)
+    expect(Object.keys(history.samples.at(-1)!).sort()).toEqual(['at', 'eventsTotal', 'failingSinks', 'lagBytes', 'pendingChanges', 'replicationLatencyMs', 'state'])
 
     const started = performance.now()
     const { page, consoleErrors, foreignRequests } = await open(connector.port)
