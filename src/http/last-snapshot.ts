@@ -5,7 +5,7 @@
 // LAST_SNAPSHOT_WAIT_MS: it answers with the value read last.
 
 import type { Db } from 'mongodb'
-import { withDeadline } from '../pipeline.ts'
+import { withDeadline } from '../retry.ts'
 import { COLLECTIONS } from '../sinks/mongo.ts'
 
 // A start-job runs daily or so: a value half a minute old is fresh enough, and a page polling /info every
