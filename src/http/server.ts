@@ -1,8 +1,9 @@
 // The HTTP API of extract-tasks (contract section 5) on Elysia: the status page (/), /info, /info/history,
-// /healthz, /readyz, /metrics, /openapi.json, and the data routes under /v1/api (the Stream and the Snapshot). Guarantees: every query
-// parameter is declared and checked before a handler runs; every refusal and failure answers in the
-// contract's `{ error, message }` shape, with an unexpected error's detail in the log only; the data
-// routes require a valid bearer JWT when an issuer is configured, checked before anything else.
+// /healthz, /readyz, /metrics, /openapi.json, and the data routes under /v1/api (the Stream and the
+// Snapshot). Guarantees: every query parameter is declared and checked before a handler runs; every refusal
+// and failure answers in the contract's `{ error, message }` shape, with an unexpected error's detail in the
+// log only; the data routes require a valid bearer JWT when an issuer is configured, checked before anything
+// else.
 
 import { openapi } from '@elysiajs/openapi'
 import { Elysia, t } from 'elysia'
