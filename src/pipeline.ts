@@ -83,10 +83,23 @@ export function createPipeline(options: PipelineOptions) {
   // The source's stream generation the builder last read MongoDB for (see `resync`).
   let syncedGeneration = -1
 
+  /**
+   * A new stream starts again at the confirmed position: it re-sends what this process's batches in flight
+   * hold, while the rows those batches wrote are pinned at the state after them. Those batches land first,
+   * so that the replay finds their events stored and sends them as they were, never rebuilt from rows ahead.
+   */
+  async function resync() {
+    if (commit.inFlight) {
+      log.info(`new replication stream: waiting for the ${commit.inFlight} batches in flight to land before replaying`)
+      await commit.committed()
+    }
+    await builder.resync()
+  }
+
   async function consume(firstSeq: number, messages: DecodedMessage[]) {
     if (source.generation !== syncedGeneration) {
       syncedGeneration = source.generation
-      await builder.resync()
+      await resync()
     }
     await builder.build(firstSeq, messages, async (batch) => {
       await commit.waitForSlot()
