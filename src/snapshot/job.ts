@@ -1,14 +1,17 @@
 // start-job: snapshot runs on `--schedule` (croner), or one with `--once`. Owns the schedule, the signals
 // and the clients. Guarantees: runs never overlap (one still going when the next is due is skipped with a
-// log line); SIGTERM/SIGINT during a run stops it at the next page and records it `aborted`, between runs
-// stops at once, a clean stop either way; each run logs one line with its counts, drift, duration and the
-// next run; under --once a failed run fails the command with its one-line reason.
+// log line); SIGTERM/SIGINT during a run stops it where it waits (a page, a publish, the drift comparison)
+// and records it `aborted`, between runs stops at once, a clean stop either way; each run logs one line with
+// its counts, drift, duration and the next run; under --once a failed run fails the command with its
+// one-line reason; records left `running` by a process that is gone are set `failed` at start and before
+// each run.
 
 import { Cron } from 'croner'
 import { CRON_MODE, ConfigError, type StartJobConfig, envName } from '../config.ts'
 import type { Logger } from '../log.ts'
 import { connectMongo } from '../sinks/mongo.ts'
 import { createPublisher } from '../sinks/pubsub.ts'
+import { STALE_AFTER_MS, snapshotRecords } from './records.ts'
 import { type RunSummary, runSnapshot } from './run.ts'
 import { createTokenSource } from './token.ts'
 import { createWorkspaceApi } from './workspace-api.ts'
@@ -27,6 +30,8 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
   }
   const stop = new AbortController()
   const onRetry = (reason: string, delayMs: number) => log.warn(`retrying in ${Math.round(delayMs)} ms: ${reason}`)
+  const onInterrupted = (count: number) =>
+    log.warn(`${count} snapshot run${count === 1 ? '' : 's'} left running by a process that is gone (heartbeat over ${STALE_AFTER_MS / 1000} s old): set failed, interrupted`)
   const tokens = createTokenSource({ ...config.workspaceApi, clientSecret, signal: stop.signal, onRetry })
   const api = createWorkspaceApi({ url: config.workspaceApi.graphqlUrl, tokens, pageSize: config.pageSize, signal: stop.signal, onRetry })
   const mongo = await connectMongo(config.mongo.url)
@@ -46,7 +51,7 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
   process.on('SIGINT', onSignal)
 
   async function run(): Promise<RunSummary> {
-    running = runSnapshot({ api, publisher, db: mongo.db(config.mongo.database), signal: stop.signal })
+    running = runSnapshot({ api, publisher, db: mongo.db(config.mongo.database), signal: stop.signal, onRetry, onInterrupted })
     try {
       const summary = await running
       report(summary)
@@ -63,7 +68,7 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
       outcome,
       workspaces,
       tasks,
-      drift: drift && { missing: drift.missing, extra: drift.extra, stale: drift.stale },
+      drift: drift && { missing: drift.missing, extra: drift.extra, stale: drift.stale, changedDuringRun: drift.changedDuringRun },
       durationMs: summary.finishedAt.getTime() - summary.startedAt.getTime(),
       nextRun: config.once || stop.signal.aborted ? null : (schedule?.nextRun()?.toISOString() ?? null),
       ...(error ? { error } : {}),
@@ -80,6 +85,9 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
       if (summary.outcome === 'failed') throw new SnapshotFailedError(`snapshot ${summary.snapshotId} failed: ${summary.error}`)
       return
     }
+    // A scheduled instance settles what a killed one left at once, not at its first run, which may be far off.
+    const interrupted = await snapshotRecords(mongo.db(config.mongo.database)).sweepInterrupted()
+    if (interrupted) onInterrupted(interrupted)
     schedule = new Cron(config.schedule, {
       mode: CRON_MODE,
       // croner waits for the returned promise before it lets the job fire again.
