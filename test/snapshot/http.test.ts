@@ -1,6 +1,7 @@
-// start-job's requests and redirects: a redirect within the origin keeps the Authorization header, one to
-// another origin never carries it (a bearer token or the client secret would go to a host it was not meant
-// for), and a 303 continues as a GET without the body.
+// start-job's requests and redirects, which fetch follows: a redirect within the origin keeps the
+// Authorization header, one to another origin never carries it (a bearer token or the client secret would
+// go to a host it was not meant for), and a 303 continues as a GET without the body. Bun's fetch does this
+// as the Fetch standard says; start-job relies on it, and this holds a Bun upgrade to it.
 
 import { afterAll, describe, expect, test } from 'bun:test'
 import { fetchJson } from '../../src/snapshot/http.ts'
