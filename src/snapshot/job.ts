@@ -34,8 +34,14 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
     log.warn(`${count} snapshot run${count === 1 ? '' : 's'} left running by a process that is gone (heartbeat over ${STALE_AFTER_MS / 1000} s old): set failed, interrupted`)
   const tokens = createTokenSource({ ...config.workspaceApi, clientSecret, signal: stop.signal, onRetry })
   const api = createWorkspaceApi({ url: config.workspaceApi.graphqlUrl, tokens, pageSize: config.pageSize, signal: stop.signal, onRetry })
-  const mongo = await connectMongo(config.mongo.url)
   const publisher = createPublisher({ ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST })
+  // The topic is checked while MongoDB connects: two round trips of start-up at once, not one after the other.
+  const topicChecked = publisher.start()
+  topicChecked.catch(() => {}) // awaited below, once MongoDB answered
+  const mongo = await connectMongo(config.mongo.url).catch(async (error) => {
+    await publisher.close().catch(() => {})
+    throw error
+  })
   let schedule: Cron | null = null
   let running: Promise<RunSummary> | null = null
   let stopped!: () => void
@@ -79,7 +85,7 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
   }
 
   try {
-    await publisher.start()
+    await topicChecked
     if (config.once) {
       const summary = await run()
       if (summary.outcome === 'failed') throw new SnapshotFailedError(`snapshot ${summary.snapshotId} failed: ${summary.error}`)

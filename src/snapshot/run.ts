@@ -51,10 +51,9 @@ export type RunDependencies = {
 
 export async function runSnapshot({ api, db, signal, onRetry, onInterrupted, ...dependencies }: RunDependencies): Promise<RunSummary> {
   const records = snapshotRecords(db)
-  const interrupted = await records.sweepInterrupted()
+  // Before the first page: whatever the projection applies after the checkpoint is newer than the run's view of it.
+  const [interrupted, changedAfter] = await Promise.all([records.sweepInterrupted(), checkpointEventId(db.collection(COLLECTIONS.checkpoints))])
   if (interrupted) onInterrupted?.(interrupted)
-  // Before the first page: whatever the projection applies after this is newer than the run's view of it.
-  const changedAfter = await checkpointEventId(db.collection(COLLECTIONS.checkpoints))
   const startedAt = new Date()
   const snapshotId = snapshotIdOf(startedAt)
   const publisher = retryingPublisher(dependencies.publisher, { signal, onRetry })
