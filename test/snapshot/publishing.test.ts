@@ -10,8 +10,10 @@ import { waitFor } from '../support/ports.ts'
 import { published, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 
 const WORKSPACES = 2
-const TASKS_PER_WORKSPACE = 1_500
-// Pages of 50 at 100 ms each: 60 task pages, about 6 s of reading around the outage.
+const TASKS_PER_WORKSPACE = 3_000
+// Pages of 50 at 100 ms each: 120 task pages, about 12 s of reading around the outage. The outage starts
+// after the first request of 1,000 events; by the fourth, two hang and the page loop waits on them, its
+// next page read ahead and held.
 const PAGE_SIZE = '50'
 const PAGE_DELAY_MS = 100
 const OUTAGE_MS = 20_000
