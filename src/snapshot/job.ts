@@ -35,9 +35,12 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
   const tokens = createTokenSource({ ...config.workspaceApi, clientSecret, signal: stop.signal, onRetry })
   const api = createWorkspaceApi({ url: config.workspaceApi.graphqlUrl, tokens, pageSize: config.pageSize, signal: stop.signal, onRetry })
   const publisher = createPublisher({ ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST })
-  // The topic is checked while MongoDB connects: two round trips of start-up at once, not one after the other.
+  // The topic is checked while MongoDB connects (and, under --once, the token is fetched): the round trips
+  // of start-up at once, not one after the other.
   const topicChecked = publisher.start()
   topicChecked.catch(() => {}) // awaited below, once MongoDB answered
+  // A refusal here is met again by the run's own request, which records it.
+  if (config.once) tokens.get().catch(() => {})
   const mongo = await connectMongo(config.mongo.url).catch(async (error) => {
     await publisher.close().catch(() => {})
     throw error
