@@ -72,8 +72,13 @@ export function createDriftCheck() {
           } else if (document.deleted) found('missing', id)
           else if (api !== fingerprint(document.status, document.updatedAt)) found('stale', id)
         }
-      // What is left the projection never had.
-      for (const id of seen.untaken()) found('missing', id)
+      // What is left the projection never had: counted in the table, and only the examples turned into text
+      // (all of them would be 100,000 strings of garbage for a projection that is empty).
+      drift.missing += seen.untakenCount()
+      for (const id of seen.untaken()) {
+        if (drift.examples.missing.length === MAX_EXAMPLES) break
+        drift.examples.missing.push(id)
+      }
       return drift
     },
   }
@@ -199,6 +204,11 @@ function createIdTable() {
       if (states[slot] !== PRESENT) return undefined
       states[slot] = TAKEN
       return values[slot]
+    },
+    untakenCount(): number {
+      let count = others.size
+      for (let slot = 0; slot < capacity; slot++) if (states[slot] === PRESENT) count++
+      return count
     },
     /** The ids never taken (UUIDs in lower case). */
     *untaken(): Generator<string> {
