@@ -81,9 +81,9 @@ async function attemptJson(url: string, init: RequestInit, signal: AbortSignal):
   // A reset or a deadline while the body streams throws here, and is retried like any network error.
   const text = await response.text()
   try {
-    return { status: response.status, ok: response.ok, body: text ? JSON.parse(text) : null }
+    return { status: response.status, ok: response.ok, body: JSON.parse(text) }
   } catch {
-    // A success that is not JSON is a proxy's page or a body cut short, not the API's answer.
+    // A success that is not JSON (or empty) is a proxy's page or a body cut short, not the API's answer.
     if (response.ok) throw new Retryable(`HTTP ${response.status} with a body that is not JSON (${response.headers.get('content-type') ?? 'no content-type'})`)
     return { status: response.status, ok: false, body: null }
   }
