@@ -34,24 +34,16 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
     log.warn(`${count} snapshot run${count === 1 ? '' : 's'} left running by a process that is gone (heartbeat over ${STALE_AFTER_MS / 1000} s old): set failed, interrupted`)
   const tokens = createTokenSource({ ...config.workspaceApi, clientSecret, signal: stop.signal, onRetry })
   const api = createWorkspaceApi({ url: config.workspaceApi.graphqlUrl, tokens, pageSize: config.pageSize, signal: stop.signal, onRetry })
-  const publisher = createPublisher({ ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST })
-  // The topic is checked while MongoDB connects (and, under --once, the token is fetched): the round trips
-  // of start-up at once, not one after the other.
-  const topicChecked = publisher.start()
-  topicChecked.catch(() => {}) // awaited below, once MongoDB answered
   // A refusal here is met again by the run's own request, which records it.
   if (config.once) tokens.get().catch(() => {})
-  const mongo = await connectMongo(config.mongo.url).catch(async (error) => {
-    await publisher.close().catch(() => {})
-    throw error
-  })
+  const { publisher, topicChecked, mongo } = await connect(config)
   let schedule: Cron | null = null
   let running: Promise<RunSummary> | null = null
   let stopped!: () => void
   const whenStopped = new Promise<void>((resolve) => (stopped = resolve))
 
   const onSignal = (signal: NodeJS.Signals) => {
-    log.info(running ? `${signal}: stopping the run at its next page` : `${signal}: stopping`)
+    log.info(running ? `${signal}: stopping the run` : `${signal}: stopping`)
     stop.abort()
     schedule?.stop()
     stopped()
@@ -113,4 +105,20 @@ export async function startJob(config: StartJobConfig, log: Logger): Promise<voi
     await publisher.close().catch(() => {})
     await mongo.close().catch(() => {})
   }
+}
+
+/**
+ * The Pub/Sub publisher and MongoDB, the topic checked while MongoDB connects (and, under --once, while the
+ * token is fetched): the round trips of start-up at once, not one after the other. `topicChecked` is
+ * awaited by the caller.
+ */
+async function connect(config: StartJobConfig) {
+  const publisher = createPublisher({ ...config.pubsub, emulatorHost: process.env.PUBSUB_EMULATOR_HOST })
+  const topicChecked = publisher.start()
+  topicChecked.catch(() => {})
+  const mongo = await connectMongo(config.mongo.url).catch(async (error) => {
+    await publisher.close().catch(() => {})
+    throw error
+  })
+  return { publisher, topicChecked, mongo }
 }
