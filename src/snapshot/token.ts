@@ -58,6 +58,9 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
   }
 
   async function request(): Promise<Token> {
+    // The token's life is counted from the request, not from the answer: an answer read late (a busy
+    // process, a slow endpoint) would otherwise have the token outlive its expiry by that delay.
+    const issuedAt = now()
     const answer = await fetchJson(
       options.tokenUrl,
       () => ({
@@ -73,7 +76,6 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
     )
     const body = answer.body as Record<string, unknown> | null
     if (!answer.ok || typeof body?.access_token !== 'string') throw new TokenError(refusal(options, answer.status, body))
-    const issuedAt = now()
     const lifetime = lifetimeMs(body.access_token, body.expires_in, issuedAt)
     return { value: body.access_token, renewAt: issuedAt + lifetime - Math.min(RENEW_BEFORE_EXPIRY_MS, lifetime / 2) }
   }
