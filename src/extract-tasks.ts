@@ -18,7 +18,7 @@ import { MissingTableError, describeTables } from './replication/tables.ts'
 import { StopRequested, unlessStopped } from './retry.ts'
 import { connectMongo, createMongoSink, mongoAddress } from './sinks/mongo.ts'
 import { createPublisher } from './sinks/pubsub.ts'
-import { Unreachable } from './unreachable.ts'
+import { Unreachable, postgresStartupError } from './unreachable.ts'
 import { PROGRAM, VERSION } from './version.ts'
 
 export const TRACKED_TABLES = ['workspaces', 'tasks']
@@ -110,7 +110,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   await step(
     'reading the tables from PostgreSQL',
     describeTables(catalog, config.schema, TRACKED_TABLES).catch((error) => {
-      throw error instanceof MissingTableError ? error : new Unreachable('PostgreSQL', postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
+      throw error instanceof MissingTableError ? error : postgresStartupError(postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
     }),
   ).finally(() => catalog.end({ timeout: 1 }))
 

@@ -23,10 +23,11 @@ export type CatalogReading = {
 export const NO_READING: CatalogReading = { columns: new Map(), covers: () => false }
 
 export async function describeTables(sql: postgres.Sql, schema: string, tables: string[]): Promise<CatalogReading> {
-  // One statement: pg_current_snapshot() is the snapshot the catalog rows were read with.
+  // One statement: txid_current_snapshot() is the snapshot the catalog rows were read with (the spelling PostgreSQL 12
+  // has; 13 renamed it pg_current_snapshot(), same text form, and kept the old name).
   const rows = await sql`
     select c.relname as table, a.attname as name, a.atttypid::int as type_oid, format_type(a.atttypid, a.atttypmod) as type_name,
-      a.attstorage <> 'p' as toastable, pg_current_snapshot()::text as snapshot
+      a.attstorage <> 'p' as toastable, txid_current_snapshot()::text as snapshot
     from pg_attribute a
     join pg_class c on c.oid = a.attrelid
     join pg_namespace n on n.oid = c.relnamespace
@@ -50,12 +51,12 @@ const XID_BITS = 32n
 const XID_MASK = (1n << XID_BITS) - 1n
 
 /**
- * Visibility in a pg_snapshot ("xmin:xmax:xip,…", 64-bit xids) of a committed transaction named by its 32-bit
+ * Visibility in a txid_snapshot ("xmin:xmax:xip,…", 64-bit xids) of a committed transaction named by its 32-bit
  * xid. The xid is widened next to xmax: a transaction decoded now is within 2^31 of the server's next xid.
  */
 export function snapshotCovers(snapshot: string): (xid: number) => boolean {
   const [xminText, xmaxText, xipText = ''] = snapshot.split(':')
-  if (xminText === undefined || xmaxText === undefined) throw new Error(`unreadable pg_snapshot ${JSON.stringify(snapshot)}`)
+  if (xminText === undefined || xmaxText === undefined) throw new Error(`unreadable txid_snapshot ${JSON.stringify(snapshot)}`)
   const xmin = BigInt(xminText)
   const xmax = BigInt(xmaxText)
   const inProgress = new Set(xipText ? xipText.split(',').map(BigInt) : [])

@@ -1,4 +1,4 @@
-// Which transactions a catalog reading covers: visibility of a 32-bit xid in a pg_snapshot of 64-bit ones.
+// Which transactions a catalog reading covers: visibility of a 32-bit xid in a txid_snapshot of 64-bit ones.
 
 import { expect, test } from 'bun:test'
 import { snapshotCovers } from '../../src/replication/tables.ts'
@@ -33,5 +33,5 @@ test('xids are widened next to xmax across the 32-bit wraparound and across epoc
 })
 
 test('an unreadable snapshot is an error, not a guess', () => {
-  expect(() => snapshotCovers('garbage')).toThrow('unreadable pg_snapshot')
+  expect(() => snapshotCovers('garbage')).toThrow('unreadable txid_snapshot')
 })
