@@ -1,14 +1,15 @@
 // The supervisor of the source's connections: one attempt after another until the process stops, with backoff
 // after a failure that a later attempt may get past, and a standby while another process holds the slot.
-// Guarantees: a failure for good (a refused slot, a slot dropped under us, an SQL error) ends it and is kept for the
-// consumer; a stop ends a backoff or a standby wait at once; `generation` counts the streams started, so a consumer
-// that sees it change knows the slot may have been streamed by another process in between.
+// Guarantees: a slot another process streams from, creates or loads is waited for, never taken; a failure for good
+// (a refused slot, a slot dropped under us, an SQL error) ends it and is kept for the consumer; a stop ends a
+// backoff or a standby wait at once; `generation` counts the streams started, so a consumer that sees it change
+// knows the slot may have been streamed by another process in between.
 
 import type postgres from 'postgres'
 import type { Logger } from '../log.ts'
 import { type Lsn, formatLsn } from './lsn.ts'
 import { backoffDelay, sleep } from '../retry.ts'
-import { SlotError } from './slot.ts'
+import { SlotBusy, SlotError } from './slot.ts'
 
 export type SourceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping' | 'stopped'
 
@@ -77,8 +78,8 @@ export function superviseSource(options: SupervisorOptions) {
       } catch (error) {
         if (signal.aborted) break
         if (!isRetryable(error)) throw error
-        if ((error as { code?: string }).code === SLOT_IN_USE) {
-          await standBy()
+        if (error instanceof SlotBusy || (error as { code?: string }).code === SLOT_IN_USE) {
+          await standBy(error)
           continue
         }
         standbySince = null
@@ -93,13 +94,15 @@ export function superviseSource(options: SupervisorOptions) {
     }
   }
 
-  /** Another process streams from the slot: say so once, name it, and try again shortly. */
-  async function standBy() {
-    holder = await slotHolder(options.sql, slot).catch(() => holder)
+  /** Another process streams from the slot, or creates or loads it: say so once, name it, and try again shortly. */
+  async function standBy(error: unknown) {
+    const busy = error instanceof SlotBusy
+    holder = busy ? null : await slotHolder(options.sql, slot).catch(() => holder)
     state = 'standby'
     if (standbySince === null) {
       standbySince = Date.now()
-      log.info(`replication slot ${slot} is held by another process (${describeHolder(holder)}); standing by, trying every ${STANDBY_RETRY_MS / 1000} s`)
+      const why = busy ? (error as SlotBusy).message : `replication slot ${slot} is held by another process (${describeHolder(holder)})`
+      log.info(`${why}; standing by, trying every ${STANDBY_RETRY_MS / 1000} s`)
     }
     await sleep(STANDBY_RETRY_MS, signal)
   }
@@ -136,6 +139,7 @@ export function superviseSource(options: SupervisorOptions) {
 }
 
 function isRetryable(error: unknown): boolean {
+  if (error instanceof SlotBusy) return true
   if (error instanceof SlotError) return false
   const { code } = (error ?? {}) as { code?: string }
   if (!code) return false
