@@ -68,24 +68,9 @@ export function openSource(options: SourceOptions) {
   options.signal?.addEventListener('abort', () => halt.abort(), { once: true })
   halt.signal.addEventListener('abort', deliveries.wake, { once: true })
   const streams: Streams = { session: null, skipThrough: options.resumeLsn, catalogReads: 0 }
-  let statusTimer: ReturnType<typeof setTimeout> | null = null
-
-  const attempt: Attempt = {
-    options,
-    progress,
-    querySql,
-    signal: halt.signal,
-    streams,
-    hand: deliveries.hand,
-    /** Tells the server of a new flush LSN soon, once for all that moved it in the meantime. */
-    scheduleStatus() {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = null
-        streams.session?.sendStatus()
-      }, ACK_STATUS_DELAY_MS)
-    },
-    streamedOnce: () => supervisor.generation > 0,
-  }
+  const status = statusSchedule(() => streams.session?.sendStatus())
+  const streamedOnce = () => supervisor.generation > 0
+  const attempt: Attempt = { options, progress, querySql, streams, signal: halt.signal, hand: deliveries.hand, scheduleStatus: status.schedule, streamedOnce }
   const supervisor = superviseSource({
     slot: options.slot,
     reconnect: options.reconnect ?? DEFAULT_RECONNECT,
@@ -107,12 +92,12 @@ export function openSource(options: SourceOptions) {
     acknowledge(seq: number) {
       const moved = progress.acknowledge(seq)
       streams.session?.acknowledged()
-      if (moved) attempt.scheduleStatus()
+      if (moved) status.schedule()
     },
     async stop() {
       halt.abort()
       supervisor.stopping()
-      if (statusTimer) clearTimeout(statusTimer)
+      status.cancel()
       await streams.session?.end()
       deliveries.wake()
       await supervisor.running
@@ -151,6 +136,22 @@ export function openSource(options: SourceOptions) {
     },
     /** A normal (non-replication) connection to the source database, for catalog and status queries. */
     sql: querySql,
+  }
+}
+
+/** Tells the server of a new flush LSN soon, once for all that moved it in the meantime. */
+function statusSchedule(send: () => void) {
+  let timer: ReturnType<typeof setTimeout> | null = null
+  return {
+    schedule() {
+      timer ??= setTimeout(() => {
+        timer = null
+        send()
+      }, ACK_STATUS_DELAY_MS)
+    },
+    cancel() {
+      if (timer) clearTimeout(timer)
+    },
   }
 }
 
