@@ -6,7 +6,7 @@
 // session receives those messages again).
 
 import { decodeWal2json } from '../decode/wal2json.ts'
-import type { DecodedMessage } from '../decode/types.ts'
+import type { DecodedMessage, ExistedAtChange } from '../decode/types.ts'
 import type { XLogData } from './messages.ts'
 import type { Waiting } from './progress.ts'
 import { sleep } from '../retry.ts'
@@ -37,9 +37,12 @@ export type CatalogGate = ReturnType<typeof createCatalogGate>
 
 export function createCatalogGate(options: CatalogGateOptions) {
   let catalog = options.reading
-  // The transaction being received, and whether `catalog` was read after it committed.
+  // The reading `catalog` replaced: one taken before a transaction it does not cover committed dates columns for it.
+  let earlier: CatalogReading | null = null
+  // The transaction being received, and how its updates are decoded: with `catalog` read before it committed, or,
+  // read after, with what says whether a column existed when the update was made.
   let transactionXid = 0
-  let transactionCovered = false
+  let columnsRead: 'before' | ExistedAtChange = 'before'
   // While the catalog is read again: the messages received meanwhile, in order, and the transaction the first of
   // them belongs to.
   let held: XLogData[] | null = null
@@ -55,10 +58,10 @@ export function createCatalogGate(options: CatalogGateOptions) {
       options.held()
       return
     }
-    const message = decodeWal2json(xlog.data, catalog.columns, xlog.dataStart, transactionCovered ? 'after' : 'before')
+    const message = decodeWal2json(xlog.data, catalog.columns, xlog.dataStart, columnsRead)
     if (message.kind === 'begin') {
       transactionXid = message.xid
-      transactionCovered = catalog.covers(message.xid)
+      columnsRead = readFor(message.xid)
     } else if (message.kind === 'update' && message.columnsDiffer) {
       held = [xlog]
       heldBytes = xlog.data.length
@@ -82,14 +85,24 @@ export function createCatalogGate(options: CatalogGateOptions) {
     lastReadingAt = performance.now()
     const reading = await options.readCatalog()
     if (closed) return
+    earlier = catalog
     catalog = reading
     const replay = held!
     held = null
     heldBytes = 0
     transactionXid = heldXid
-    transactionCovered = catalog.covers(heldXid)
+    columnsRead = readFor(heldXid)
     for (const xlog of replay) receive(xlog)
     options.released()
+  }
+
+  /** How the updates of transaction `xid` are decoded with the reading at hand. */
+  function readFor(xid: number): 'before' | ExistedAtChange {
+    if (!catalog.covers(xid)) return 'before'
+    const before = earlier
+    if (!before || before.covers(xid)) return catalog.existedAt
+    // Read before the transaction committed: a column whose catalog row it saw was there when the update was made.
+    return (column, maxPosition) => catalog.existedAt(column, maxPosition) || (column.xmin !== undefined && before.covers(column.xmin))
   }
 
   return {

@@ -174,7 +174,7 @@ type Attempt = {
 async function connect(attempt: Attempt, streaming: (startLsn: Lsn) => void) {
   const { options, progress, querySql, streams } = attempt
   const readCatalog = async () => {
-    const reading = await describeTables(querySql, options.schema, options.tables)
+    const reading = await describeTables(querySql, options.schema, options.tables, options.slot)
     streams.catalogReads++
     return reading
   }
@@ -237,6 +237,8 @@ export function pluginOptions(options: Pick<SourceOptions, 'schema' | 'tables' |
     ['include-lsn', '1'],
     ['include-transaction', '1'],
     ['include-type-oids', '1'],
+    // Each column's attnum: its identity, which tells a column that existed at the change from one added since.
+    ['include-column-positions', '1'],
     // The decoder works from type oids; the names would be a fifth of every message for nothing.
     ['include-types', '0'],
     ['add-tables', tables],

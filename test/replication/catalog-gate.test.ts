@@ -11,6 +11,7 @@ const column = (name: string, typeOid = 25): ColumnInfo => ({ name, typeOid, typ
 const reading = (columns: ColumnInfo[], covered: number[] = []): CatalogReading => ({
   columns: new Map([['public.tasks', columns]]),
   covers: (xid) => covered.includes(xid),
+  existedAt: () => true,
 })
 const xlog = (json: object): XLogData => ({ dataStart: 0n, walEnd: 0n, data: Buffer.from(JSON.stringify(json)) })
 const begin = (xid: number) => xlog({ action: 'B', xid, nextlsn: '0/100', timestamp: '2026-01-01 00:00:00+00' })
