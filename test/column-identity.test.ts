@@ -4,36 +4,27 @@
 // event and the document lack it, as PostgreSQL has NULL. A large column retyped after the update (text to integer)
 // did exist: the update left it unchanged, and it is filled from the row's state, not taken for one added since.
 
-import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { type Connector, type Stack, publishedEvents, startConnector, startStack, waitCaughtUp } from './support/stack.ts'
+import { expect, test } from 'bun:test'
+import { sharedStack } from './support/shared-stack.ts'
+import { publishedEvents, startConnector, waitCaughtUp } from './support/stack.ts'
 import { createTask, createWorkspace, largeText } from './support/workspace.ts'
 
-let stack: Stack
-let connector: Connector | null = null
-
-beforeAll(async () => {
-  stack = await startStack()
-}, 120_000)
-afterAll(async () => {
-  await connector?.kill()
-  await stack?.stop()
-}, 120_000)
+const shared = sharedStack()
 
 /** Streams what is committed so far, then stops: what `whileDown` commits becomes a backlog the next start reads. */
 async function withBacklog(whileDown: () => Promise<void>) {
-  connector ??= await startConnector(stack)
-  await waitCaughtUp(stack, connector)
-  expect(await connector.kill()).toBe(0)
+  await waitCaughtUp(shared.stack, shared.connector)
+  expect(await shared.connector.kill()).toBe(0)
   await whileDown()
-  connector = await startConnector(stack)
-  await waitCaughtUp(stack, connector)
+  shared.connector = await startConnector(shared.stack)
+  await waitCaughtUp(shared.stack, shared.connector)
 }
 
-const eventsOf = async (taskId: string) => (await publishedEvents(stack)).filter((event) => event.taskId === taskId)
-const stateOf = (taskId: string) => stack.db.collection('tasks').findOne({ _id: taskId as any })
+const eventsOf = async (taskId: string) => (await publishedEvents(shared.stack)).filter((event) => event.taskId === taskId)
+const stateOf = (taskId: string) => shared.stack.db.collection('tasks').findOne({ _id: taskId as any })
 
 test('a column dropped before an update and added again after it is not filled in from the old state', async () => {
-  const { sql } = stack.pg
+  const { sql } = shared.stack.pg
   await sql`alter table tasks add column notes text`
   const taskId = await createTask(sql, await createWorkspace(sql, 'drop, update, add'), { notes: largeText() })
   await withBacklog(async () => {
@@ -52,7 +43,7 @@ test('a column dropped before an update and added again after it is not filled i
 }, 300_000)
 
 test('a large column retyped from text to integer after an update is still that update\'s unchanged value', async () => {
-  const { sql } = stack.pg
+  const { sql } = shared.stack.pg
   // `flag` after it, so that the update's row reaches past the retyped column.
   await sql`alter table tasks add column summary text, add column flag boolean not null default false`
   const summary = largeText()

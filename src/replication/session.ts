@@ -30,6 +30,11 @@ export type SessionOptions = {
   hand(message: DecodedMessage, bytes: number, confirmable: Lsn | null): void
   /** The flush LSN moved: tell the server soon. */
   scheduleStatus(): void
+  /**
+   * The stream is up: called before anything of it is handed out (in the same turn as START_REPLICATION's answer),
+   * so that a consumer never reads this session's messages under the last session's generation.
+   */
+  started(): void
 }
 
 export type Session = Awaited<ReturnType<typeof startSession>>
@@ -83,6 +88,7 @@ export async function startSession(options: SessionOptions) {
     // A keepalive's position may be past messages held: nothing is confirmed until they are handed out.
     onKeepalive: (walEnd) => !gate.holding && progress.confirmAfterPending(walEnd) && options.scheduleStatus(),
   })
+  options.started()
   pauseIfFull()
   const live = stream
 

@@ -216,9 +216,9 @@ async function connect(attempt: Attempt, streaming: (startLsn: Lsn) => void) {
       signal: attempt.signal,
       hand: attempt.hand,
       scheduleStatus: attempt.scheduleStatus,
+      started: () => streaming(startLsn),
     })
     streams.session = session
-    streaming(startLsn)
     await session.closed
   } finally {
     if (session) streams.skipThrough = session.skipThrough
