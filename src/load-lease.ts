@@ -71,6 +71,12 @@ export function createLoadLease(options: LoadLeaseOptions) {
       }, LOAD_RENEW_MS)
       try {
         return await load()
+      } catch (error) {
+        // Cut short (a stop, a failure): the lease ends now, so that the next start loads again at once rather than
+        // wait for it to expire. Only a crash leaves a live lease behind.
+        clearInterval(renewal)
+        await mongo.renewLoad(slot, owner, new Date(0)).catch(() => {})
+        throw error
       } finally {
         clearInterval(renewal)
       }
