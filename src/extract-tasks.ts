@@ -9,6 +9,7 @@ import postgres from 'postgres'
 import type { ExtractTasksConfig } from './config.ts'
 import { createHttpService, type ServiceState, type Status } from './http/server.ts'
 import { runInitialLoad } from './initial-load.ts'
+import { createLoadLease } from './load-lease.ts'
 import type { Logger } from './log.ts'
 import { createPipeline } from './pipeline.ts'
 import { formatLsn, parseLsn, ZERO_LSN } from './replication/lsn.ts'
@@ -18,7 +19,7 @@ import { MissingTableError, describeTables } from './replication/tables.ts'
 import { StopRequested, unlessStopped } from './retry.ts'
 import { connectMongo, createMongoSink, mongoAddress } from './sinks/mongo.ts'
 import { createPublisher } from './sinks/pubsub.ts'
-import { Unreachable } from './unreachable.ts'
+import { Unreachable, postgresStartupError } from './unreachable.ts'
 import { PROGRAM, VERSION } from './version.ts'
 
 export const TRACKED_TABLES = ['workspaces', 'tasks']
@@ -110,7 +111,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   await step(
     'reading the tables from PostgreSQL',
     describeTables(catalog, config.schema, TRACKED_TABLES).catch((error) => {
-      throw error instanceof MissingTableError ? error : new Unreachable('PostgreSQL', postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
+      throw error instanceof MissingTableError ? error : postgresStartupError(postgresAddress, `reading the columns of ${config.schema}.${TRACKED_TABLES.join(', ')}`, error)
     }),
   ).finally(() => catalog.end({ timeout: 1 }))
 
@@ -140,6 +141,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   let lagBytes: number | null = null
   let slotWal: { walStatus: string | null; retainedBytes: number | null } = { walStatus: null, retainedBytes: null }
 
+  const loadLease = createLoadLease({ mongo, slot: config.slot, retryMongo: (work) => pipeline.retryMongo(work), log })
   const source = openSource({
     connection,
     slot: config.slot,
@@ -151,21 +153,14 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     log: log.child({ component: 'replication' }),
     signal,
     // Read again here rather than trusted from start-up: the slot may have been held by another process then.
-    async acceptSlot() {
-      if (config.initialLoad === 'never') return true
-      let current = checkpoint
-      await pipeline.retryMongo(async () => void (current = await mongo.readCheckpoint(config.slot)))
-      return current?.initialLoad === 'done'
-    },
-    // Recorded before the slot exists, so that no slot is ever left without a record of its unfinished load.
-    beforeCreateSlot: () => pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: config.slot, initialLoad: 'running', loadedAt: null })),
+    acceptSlot: () => (config.initialLoad === 'never' ? Promise.resolve(true) : loadLease.accept()),
+    // Claimed before the slot exists, so that no slot is ever left without a record of its unfinished load.
+    beforeCreateSlot: () => loadLease.claim(),
     async onSlotCreated(slot, stopRequested) {
-      if (config.initialLoad === 'never') {
-        const lsn = formatLsn(slot.consistentPoint)
-        await pipeline.retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
-        return
-      }
-      await runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliverLoaded, retryMongo: pipeline.retryMongo, log, stopRequested })
+      if (config.initialLoad === 'never') return loadLease.finish(formatLsn(slot.consistentPoint))
+      await loadLease.whileLoading(() =>
+        runInitialLoad({ connection, schema: config.schema, slot, mongo, deliver: pipeline.deliverLoaded, retryMongo: pipeline.retryMongo, recordDone: loadLease.finish, log, stopRequested }),
+      )
     },
   })
   closers.push(() => source.stop())

@@ -25,6 +25,8 @@ export type InitialLoadOptions = {
   deliver(events: TaskEvent[]): Promise<void>
   /** Runs a MongoDB operation until it succeeds. */
   retryMongo(work: () => Promise<void>): Promise<void>
+  /** Records the load whole, at the slot's consistent point (text form): the checkpoint's `done`. */
+  recordDone(lsn: string): Promise<void>
   log: Logger
   pageSize?: number
   /** Checked between pages: a stop ends the load there, and the next start loads again. */
@@ -88,7 +90,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   const firstLoaded = eventId(slot.consistentPoint, 0)
   await retryMongo(() => mongo.tombstoneOlderThan('tasks', firstLoaded))
   await retryMongo(() => mongo.tombstoneOlderThan('workspaces', firstLoaded))
-  await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
+  await options.recordDone(lsn)
   log.info(`initial load done: ${ordinal} rows`)
   return ordinal
 }

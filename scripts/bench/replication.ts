@@ -9,6 +9,10 @@
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
 //   bun scripts/bench/replication.ts [--rounds 3] [--changes 300000] [--big-txn-rows 1000000]
 //                                    [--toast-rows 2000] [--toast-updates 30000] [--only toast]
+//                                    [--baseline CHECKOUT]
+// `--baseline CHECKOUT` runs, instead of all this, our source against the same source of another checkout of this
+// repository (its scripts/bench/our-consumer.ts, its node_modules installed) on the mixed workload, alternating, and
+// reports the CPU time each spends per 1,000 events once streaming: what a change to the source costs.
 
 import { readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -32,6 +36,7 @@ const { values } = parseArgs({
     'toast-updates': { type: 'string', default: '30000' },
     // `--only toast` runs the TOAST phase alone, without the mixed workload's rounds and the big transaction.
     only: { type: 'string' },
+    baseline: { type: 'string' },
   },
 })
 const ROUNDS = Number(values.rounds)
@@ -41,6 +46,7 @@ const TOAST_ROWS = Number(values['toast-rows'])
 const TOAST_UPDATES = Number(values['toast-updates'])
 if (values.only !== undefined && values.only !== 'toast') throw new Error(`--only takes "toast", not ${JSON.stringify(values.only)}`)
 const TOAST_ONLY = values.only === 'toast'
+const BASELINE = values.baseline
 const PG_BIN = process.env.TC_PG_BIN ?? '/usr/lib/postgresql/15/bin'
 // The end marker: a non-transactional logical message written after the workload. Every contender asks wal2json
 // for this prefix (as the daemon asks for its heartbeat's), so all decode the same stream.
@@ -256,6 +262,7 @@ async function main() {
   // No autovacuum: nothing may write WAL past the end marker while the contenders run (see below).
   const slotCount = ROUNDS * CONTENDERS.length + 2 + (ROUNDS + 2) * TOAST_CONTENDERS.length
   pg = await startPostgres({ max_replication_slots: slotCount, max_wal_senders: slotCount, autovacuum: 'off' })
+  if (BASELINE !== undefined) return { bench: 'replication', ...(await measureAgainstBaseline(pg, BASELINE)) }
   const report = {
     bench: 'replication',
     ...(TOAST_ONLY ? { only: 'toast' } : await measureMixedWorkload(pg)),
@@ -372,6 +379,39 @@ async function measureMixedWorkload(server: PostgresServer) {
     // The server's own records past the end marker by the end of the rounds, which pg_recvlogical may decode and ours not.
     wal_after_end_bytes: walAfterEndBytes,
   }
+}
+
+/** Our source against another checkout's, on the mixed workload: CPU time per 1,000 events once streaming. */
+async function measureAgainstBaseline(server: PostgresServer, checkout: string) {
+  const plan = planWorkload(MIN_CHANGES)
+  const events = plan.changes
+  log(`workload: ${events} row changes in ${plan.transactions.length} transactions; baseline ${checkout}`)
+  const sql = server.sql
+  await prepareWorkload(sql)
+  const contenders = ['ours', 'baseline'] as const
+  const slots = Array.from({ length: ROUNDS }, (_, r) => Object.fromEntries(contenders.map((c) => [c, `bench_r${r + 1}_${c}`])))
+  await createSlots(sql, slots.flatMap((bySlot) => Object.values(bySlot)))
+  await writeWorkload(sql, plan)
+  await sql`vacuum analyze`
+  await sql`checkpoint`
+  const end = await writeEndMarker(sql)
+  const consumers = { ours: OUR_CONSUMER, baseline: join(checkout, 'scripts/bench/our-consumer.ts') }
+  const cpuPerThousand = { ours: [] as number[], baseline: [] as number[] }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const contender of inTurn([...contenders], r)) {
+      const slot = slots[r]![contender]!
+      const run = await runProcess(`${contender} (round ${r + 1})`, ['bun', consumers[contender], ...consumerArguments(server, server.database, slot)], { sql, name: slot })
+      if (!run.report?.done || run.report.changes !== events) throw new Error(`${contender} (round ${r + 1}) saw ${run.report?.changes} row changes, not ${events}`)
+      const perThousand = ((run.cpuMs - run.streamingCpuMs) * 1000) / events
+      cpuPerThousand[contender].push(round(perThousand, 2))
+      log(`round ${r + 1} ${contender.padEnd(8)} ${(run.ms / 1000).toFixed(2)} s  cpu ${(run.cpuMs / 1000).toFixed(2)} s ` +
+        `(start-up ${(run.streamingCpuMs / 1000).toFixed(2)} s)  ${perThousand.toFixed(2)} ms cpu per 1,000 events streaming`)
+    }
+  }
+  const ours = median(cpuPerThousand.ours)
+  const baseline = median(cpuPerThousand.baseline)
+  return { events, rounds: ROUNDS, baseline: checkout, ours_cpu_ms_per_1000: cpuPerThousand.ours, baseline_cpu_ms_per_1000: cpuPerThousand.baseline,
+    ours_median: round(ours, 2), baseline_median: round(baseline, 2), cpu_ratio: round(ours / baseline, 3) }
 }
 
 // Each data set has a database of its own: every catch-up slot can then start at one LSN before both workloads, and a

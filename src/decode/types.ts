@@ -57,6 +57,14 @@ export type DecodedMessage = Begin | Commit | RowChange | LogicalMessage
 /**
  * What the catalog says of a tracked table: its columns in order, with their types. `toastable` is false for
  * columns stored plain (fixed-width types): those are never left out of an UPDATE as unchanged TOAST values.
+ * `attnum` is the column's identity (a column dropped and added again gets a new one; a rename or a new type
+ * keeps it); `xmin` the transaction that last wrote its catalog row (added, renamed or retyped it).
  */
-export type ColumnInfo = { name: string; typeOid: number; typeName: string; toastable: boolean }
+export type ColumnInfo = { name: string; typeOid: number; typeName: string; toastable: boolean; attnum?: number; xmin?: number }
+
+/**
+ * Of a list read after an update's transaction committed: whether `column` existed when the update was made,
+ * `maxPosition` being the highest column position (attnum) the update's row carries.
+ */
+export type ExistedAtChange = (column: ColumnInfo, maxPosition: number) => boolean
 export type TableColumns = Map<string /* "schema.table" */, ColumnInfo[]>

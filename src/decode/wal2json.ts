@@ -14,6 +14,7 @@ import {
   type ColumnInfo,
   type Commit,
   type DecodedMessage,
+  type ExistedAtChange,
   type Delete,
   type Insert,
   type LogicalMessage,
@@ -27,7 +28,7 @@ import { INT8OID, NUMERICOID, decodeValue, isTimestampType, timestampToIso } fro
 
 
 /** One column as wal2json writes it: {"name":…,"type":…,"typeoid":…,"value":…}. */
-type Wal2jsonColumn = { name: string; type: string; typeoid: number; value: unknown }
+type Wal2jsonColumn = { name: string; type: string; typeoid: number; value: unknown; position?: number }
 
 type Wal2jsonMessage = {
   action: string
@@ -57,7 +58,7 @@ export function decodeWal2json(
   payload: Uint8Array | string,
   columns: TableColumns,
   position: Lsn | null = null,
-  columnsRead: 'before' | 'after' = 'before',
+  columnsRead: 'before' | ExistedAtChange = 'before',
 ): DecodedMessage {
   const text = typeof payload === 'string' ? payload : decodeUtf8(payload)
   let message = parseJson(text)
@@ -90,11 +91,11 @@ function decodeInsert(message: Wal2jsonMessage, position: Lsn | null): Insert {
   return { kind: 'insert', schema, table, lsn: position ?? lsn(message, 'lsn'), row: decodeRow(message, 'columns') }
 }
 
-function decodeUpdate(message: Wal2jsonMessage, columns: TableColumns, position: Lsn | null, columnsRead: 'before' | 'after'): Update {
+function decodeUpdate(message: Wal2jsonMessage, columns: TableColumns, position: Lsn | null, columnsRead: 'before' | ExistedAtChange): Update {
   const { schema, table } = tableRef(message)
   const row = decodeRow(message, 'columns')
   const known = columns.get(tableKey(schema, table))
-  const absent = known === undefined ? [] : unchangedToast(row, known, columnsRead)
+  const absent = known === undefined ? [] : unchangedToast(row, message.columns!, known, columnsRead)
   const update: Update = {
     kind: 'update',
     schema,
@@ -138,14 +139,24 @@ function decodeLogicalMessage(message: Wal2jsonMessage, position: Lsn | null): L
   }
 }
 
-// An UPDATE leaves out an unchanged TOASTed value that PostgreSQL did not log again: it is unknown, not null. Only a
-// column that may be stored out of line can be one; with a list read `before` the change, every lacking column counts
-// (the caller learns that the list differs), with one read `after`, a plain column lacking was added since the change.
-function unchangedToast(row: Row, known: ColumnInfo[], columnsRead: 'before' | 'after'): string[] {
+// An UPDATE leaves out an unchanged TOASTed value that PostgreSQL did not log again: it is unknown, not null. With a
+// list read `before` the change, every lacking column counts (the caller learns that the list differs). With one read
+// after it, a lacking column counts only if it existed when the change was made, decided by its identity (attnum),
+// never its name: one dropped and added again since, or added since, is left out; one retyped since still counts.
+function unchangedToast(row: Row, columns: Wal2jsonColumn[], known: ColumnInfo[], columnsRead: 'before' | ExistedAtChange): string[] {
   const absent: string[] = []
-  for (const column of known)
-    if (!Object.hasOwn(row, column.name) && (column.toastable || columnsRead === 'before')) absent.push(column.name)
+  let maxPosition = -1
+  for (const column of known) {
+    if (Object.hasOwn(row, column.name)) continue
+    if (columnsRead === 'before') absent.push(column.name)
+    else if (columnsRead(column, maxPosition < 0 ? (maxPosition = highestPosition(columns)) : maxPosition)) absent.push(column.name)
+  }
   return absent
+}
+
+/** wal2json lists a row's columns in attnum order: the last one's position is the highest (0 without positions). */
+function highestPosition(columns: Wal2jsonColumn[]): number {
+  return columns.at(-1)?.position ?? 0
 }
 
 function decodeRow(message: Wal2jsonMessage, key: 'columns' | 'identity'): Row {

@@ -26,6 +26,14 @@ export class SlotError extends Error {
   override name = 'SlotError'
 }
 
+/** Another process has the slot in hand without streaming from it (it creates or loads it): stand by and look again. */
+export class SlotBusy extends Error {
+  override name = 'SlotBusy'
+}
+
+// CREATE_REPLICATION_SLOT's answer when the slot exists: another process created it since we read the slot.
+const DUPLICATE_OBJECT = '42710'
+
 export async function identifySystem(replication: postgres.Sql): Promise<SystemIdentity> {
   const [row] = await replication.unsafe('IDENTIFY_SYSTEM')
   if (!row) throw new Error('IDENTIFY_SYSTEM returned no row')
@@ -64,7 +72,9 @@ export function checkSlot(slot: SlotInfo, database: string) {
 /** Must run on the replication connection that will stream, before any other command, to keep the snapshot. */
 export async function createSlot(replication: postgres.Sql, name: string): Promise<CreatedSlot> {
   // The pre-15 spelling of the snapshot option, so PostgreSQL 12 to 14 accept it as well.
-  const [row] = await replication.unsafe(`CREATE_REPLICATION_SLOT ${quoteIdentifier(name)} LOGICAL ${OUTPUT_PLUGIN} EXPORT_SNAPSHOT`)
+  const [row] = await replication.unsafe(`CREATE_REPLICATION_SLOT ${quoteIdentifier(name)} LOGICAL ${OUTPUT_PLUGIN} EXPORT_SNAPSHOT`).catch((error) => {
+    throw (error as { code?: string }).code === DUPLICATE_OBJECT ? new SlotBusy(`replication slot ${name} was created by another process meanwhile`) : error
+  })
   if (!row) throw new Error('CREATE_REPLICATION_SLOT returned no row')
   return { name, consistentPoint: parseLsn(String(row.consistent_point)), snapshotName: String(row.snapshot_name) }
 }

@@ -40,12 +40,17 @@ export type Checkpoint = {
   lsn: string
   /**
    * `running` from before the slot is created until its initial load is whole; `done` after (or at once with
-   * --initial-load never). Only `done` lets a start use an existing slot: anything else means the slot's
-   * load never finished, and the slot is dropped and loaded again.
+   * --initial-load never). Only `done` lets a start use an existing slot; `running` under a live lease means
+   * another process is loading it; anything else means the slot's load never finished, and the slot is dropped
+   * and loaded again (see load-lease.ts).
    */
   initialLoad: 'running' | 'done' | null
   /** The consistent point of the slot whose initial load finished (text form). */
   loadedAt: string | null
+  /** The process that claimed the load (`running`), or finished it (`done`). */
+  loadOwner: string | null
+  /** Until when the owner of a `running` load is known alive: it renews this while it loads. */
+  loadLeaseUntil: Date | null
   updatedAt: Date
 }
 
@@ -243,7 +248,50 @@ export function createMongoSink(client: MongoClient, database: string) {
     async readCheckpoint(slot: string): Promise<Checkpoint | null> {
       const document = await checkpoints.findOne({ _id: slot })
       if (!document) return null
-      return { slot, lsn: document.lsn ?? null, initialLoad: document.initialLoad ?? null, loadedAt: document.loadedAt ?? null, updatedAt: document.updatedAt }
+      return {
+        slot,
+        lsn: document.lsn ?? null,
+        initialLoad: document.initialLoad ?? null,
+        loadedAt: document.loadedAt ?? null,
+        loadOwner: document.loadOwner ?? null,
+        loadLeaseUntil: document.loadLeaseUntil ?? null,
+        updatedAt: document.updatedAt,
+      }
+    },
+
+    /**
+     * Records the slot's load as `owner`'s, running until `leaseUntil`, if the record is still as `seen` (a
+     * compare-and-set on its owner and last write). False when another process wrote it first.
+     */
+    async claimLoad(slot: string, owner: string, leaseUntil: Date, seen: Checkpoint | null): Promise<boolean> {
+      const claim = { initialLoad: 'running', loadedAt: null, loadOwner: owner, loadLeaseUntil: leaseUntil, updatedAt: new Date() }
+      if (!seen) {
+        try {
+          await checkpoints.insertOne({ _id: slot, ...claim })
+          return true
+        } catch (error) {
+          if ((error as { code?: number }).code === DUPLICATE_KEY) return false
+          throw error
+        }
+      }
+      const unchanged: Filter<Document & { _id: string }> = { _id: slot, updatedAt: seen.updatedAt }
+      if (seen.loadOwner !== null) unchanged.loadOwner = seen.loadOwner
+      return (await checkpoints.updateOne(unchanged, { $set: claim })).matchedCount === 1
+    },
+
+    /** Extends `owner`'s lease on a running load; false when the load is no longer its own. */
+    async renewLoad(slot: string, owner: string, leaseUntil: Date): Promise<boolean> {
+      const renewed = await checkpoints.updateOne({ _id: slot, loadOwner: owner, initialLoad: 'running' }, { $set: { loadLeaseUntil: leaseUntil, updatedAt: new Date() } })
+      return renewed.matchedCount === 1
+    },
+
+    /** Records `owner`'s load done at `lsn`; false when the load is no longer its own. */
+    async finishLoad(slot: string, owner: string, lsn: string): Promise<boolean> {
+      const finished = await checkpoints.updateOne(
+        { _id: slot, loadOwner: owner, initialLoad: 'running' },
+        { $set: { lsn, initialLoad: 'done', loadedAt: lsn, loadLeaseUntil: null, updatedAt: new Date() } },
+      )
+      return finished.matchedCount === 1
     },
 
     /** Sets the given fields of the slot's checkpoint, keeping the others. */

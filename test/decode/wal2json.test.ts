@@ -1,9 +1,10 @@
 // wal2json format-version 2 messages, as PostgreSQL 15 + wal2json 2.5 wrote them, decoded.
 
 import { describe, expect, test } from 'bun:test'
+import { existedAtChange } from '../../src/replication/tables.ts'
 import { decodeWal2json } from '../../src/decode/wal2json.ts'
 import { int8FromText, parseArrayLiteral, parseJsonValue, timestampToIso } from '../../src/decode/values.ts'
-import { type TableColumns, TIMESTAMPS } from '../../src/decode/types.ts'
+import { type ColumnInfo, type TableColumns, TIMESTAMPS } from '../../src/decode/types.ts'
 import { parseLsn } from '../../src/replication/lsn.ts'
 
 const TASKS: TableColumns = new Map([
@@ -33,6 +34,8 @@ const UPDATE = String.raw`{"action":"U","xid":733,"timestamp":"2026-11-28 02:01:
 const NUMBERS = '{"action":"I","xid":735,"timestamp":"2026-11-28 02:01:25.088993+00","lsn":"0/195D340","schema":"public","table":"other","columns":[{"name":"id","type":"bigint","typeoid":20,"value":9007199254740993},{"name":"n","type":"numeric","typeoid":1700,"value":12345678901234567890.123456789},{"name":"f","type":"double precision","typeoid":701,"value":1.5},{"name":"b","type":"boolean","typeoid":16,"value":true},{"name":"r","type":"real","typeoid":700,"value":null}]}'
 
 const NONE: TableColumns = new Map()
+/** A list read after the change, every column of which existed when the change was made. */
+const EVERY_COLUMN_EXISTED = () => true
 
 /** JSON text written into the payload as it is: numbers beyond what a JS number carries, or spelled a certain way. */
 type Raw = { raw: string }
@@ -93,7 +96,7 @@ describe('row changes', () => {
   })
 
   test('U decodes the new row, the identity, and names the columns PostgreSQL left out as unchanged TOAST', () => {
-    expect(decodeWal2json(UPDATE, TASKS, null, 'after')).toEqual({
+    expect(decodeWal2json(UPDATE, TASKS, null, EVERY_COLUMN_EXISTED)).toEqual({
       kind: 'update',
       schema: 'public',
       table: 'tasks',
@@ -129,16 +132,37 @@ describe('row changes', () => {
     // Added since.
     const added = edit(whole, m => { m.columns.push({ name: 'archived', type: 'boolean', typeoid: 16, value: false }) })
     expect(decodeWal2json(added, TASKS)).toMatchObject({ columnsDiffer: true })
-    // A list read after the change is its table's schema: a plain column it lacks came later, never a TOAST value.
+    // With a list read after the change, a column it lacks that did not exist then came later, never a TOAST value.
     const beforeDueAt = edit(whole, m => { m.columns = m.columns.filter((c: { name: string }) => c.name !== 'due_at' && c.name !== 'description') })
-    const fresh = decodeWal2json(beforeDueAt, TASKS, null, 'after')
+    const fresh = decodeWal2json(beforeDueAt, TASKS, null, (column) => column.name !== 'due_at')
     expect(fresh).toMatchObject({ kind: 'update', unchangedToast: ['description'] })
     expect(fresh).not.toHaveProperty('columnsDiffer')
   })
 
+  test('U with a list read after it: a lacking column counts by its identity, at or below the row\'s highest position, or dated before the change', () => {
+    // The row as wal2json writes it with include-column-positions: id (1), title (2), notes left out.
+    const payload = String.raw`{"action":"U","lsn":"0/10","schema":"public","table":"t","columns":[{"name":"id","typeoid":23,"value":1,"position":1},{"name":"title","typeoid":25,"value":"x","position":3}]}`
+    const table = (notes: Partial<ColumnInfo>): TableColumns => new Map([['public.t', [
+      { name: 'id', typeOid: 23, typeName: 'integer', toastable: false, attnum: 1, xmin: 2 },
+      { name: 'notes', typeOid: 25, typeName: 'text', toastable: true, ...notes },
+      { name: 'title', typeOid: 25, typeName: 'text', toastable: true, attnum: 3, xmin: 2 },
+    ]]])
+    const existed = existedAtChange(1000)
+    const absent = (notes: Partial<ColumnInfo>) => {
+      const message = decodeWal2json(payload, table(notes), null, existed)
+      return message.kind === 'update' ? message.unchangedToast : null
+    }
+    // Attnum 2, below title's 3: it was there, though retyped to integer since (its catalog row newer than the slot's horizon).
+    expect(absent({ attnum: 2, xmin: 5000, typeOid: 23, toastable: false })).toEqual(['notes'])
+    // Dropped and added again after the change: a new attnum past the row's, its catalog row newer than the horizon.
+    expect(absent({ attnum: 4, xmin: 5000 })).toEqual([])
+    // Past the row's columns but dated before the slot's horizon: an old column left alone.
+    expect(absent({ attnum: 4, xmin: 900 })).toEqual(['notes'])
+  })
+
   test('U lists unchanged TOAST columns in table order, and none for a table it does not know', () => {
     const sparse = edit(UPDATE, m => { m.columns = m.columns.filter((c: { name: string }) => c.name !== 'labels' && c.name !== 'metadata') })
-    const known = decodeWal2json(sparse, TASKS, null, 'after')
+    const known = decodeWal2json(sparse, TASKS, null, EVERY_COLUMN_EXISTED)
     const unknown = decodeWal2json(sparse, NONE)
     if (known.kind !== 'update' || unknown.kind !== 'update') throw new Error('expected updates')
     expect(known.unchangedToast).toEqual(['labels', 'description', 'metadata'])
@@ -149,7 +173,7 @@ describe('row changes', () => {
   test('U names a left-out column even when its name is also an Object.prototype key', () => {
     const columns: TableColumns = new Map([['public.t', [{ name: 'id', typeOid: 23, typeName: 'integer', toastable: false }, { name: 'constructor', typeOid: 25, typeName: 'text', toastable: true }]]])
     const payload = edit(insertOf({ name: 'id', typeoid: 23, value: 1 }), m => { m.action = 'U' })
-    const message = decodeWal2json(payload, columns, null, 'after')
+    const message = decodeWal2json(payload, columns, null, EVERY_COLUMN_EXISTED)
     expect(message.kind === 'update' && message.unchangedToast).toEqual(['constructor'])
   })
 

@@ -1,7 +1,7 @@
-// Which transactions a catalog reading covers: visibility of a 32-bit xid in a pg_snapshot of 64-bit ones.
+// Which transactions a catalog reading covers: visibility of a 32-bit xid in a txid_snapshot of 64-bit ones.
 
 import { expect, test } from 'bun:test'
-import { snapshotCovers } from '../../src/replication/tables.ts'
+import { existedAtChange, snapshotCovers, xidPrecedes } from '../../src/replication/tables.ts'
 
 test('a transaction below xmin is covered; at or above xmax, or in progress, it is not', () => {
   const covers = snapshotCovers('1000:1010:1003,1007')
@@ -33,5 +33,22 @@ test('xids are widened next to xmax across the 32-bit wraparound and across epoc
 })
 
 test('an unreadable snapshot is an error, not a guess', () => {
-  expect(() => snapshotCovers('garbage')).toThrow('unreadable pg_snapshot')
+  expect(() => snapshotCovers('garbage')).toThrow('unreadable txid_snapshot')
+})
+
+test('transaction ids compare modulo 2^32, as PostgreSQL compares them', () => {
+  expect(xidPrecedes(100, 200)).toBe(true)
+  expect(xidPrecedes(200, 100)).toBe(false)
+  expect(xidPrecedes(4294967290, 5)).toBe(true) // across the wrap
+  expect(xidPrecedes(5, 4294967290)).toBe(false)
+})
+
+test('a column existed at a change when its attnum is within the row, or its catalog row is older than the slot or frozen', () => {
+  const existed = existedAtChange(1000)
+  const column = { name: 'notes', typeOid: 25, typeName: 'text', toastable: true }
+  expect(existed({ ...column, attnum: 5, xmin: 5000 }, 7)).toBe(true)
+  expect(existed({ ...column, attnum: 8, xmin: 5000 }, 7)).toBe(false)
+  expect(existed({ ...column, attnum: 8, xmin: 999 }, 7)).toBe(true)
+  expect(existed({ ...column, attnum: 8, xmin: 2 }, 7)).toBe(true) // frozen
+  expect(existedAtChange(null)({ ...column, attnum: 8, xmin: 999 }, 7)).toBe(false) // no slot to date it by
 })
