@@ -9,6 +9,8 @@
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
+import { LIFE_CYCLE, type LifeCycle, type WithLifeCycle } from '../events/life-cycle.ts'
+import type { RowState } from '../events/row-states.ts'
 import { Unreachable } from '../unreachable.ts'
 
 export const COLLECTIONS = {
@@ -131,9 +133,13 @@ export function createMongoSink(client: MongoClient, database: string) {
    * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
    * those columns stays.
    */
-  function rowWrite(id: string, event: TaskEvent): RowWrite {
-    if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
-    return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
+  function rowWrite(id: string, event: TaskEvent & WithLifeCycle): RowWrite {
+    const lifeCycle = event[LIFE_CYCLE]
+    const document: StateDocument = event.data
+      ? { ...toDocument(event.data), _id: id, lastEventId: event.id }
+      : { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
+    if (lifeCycle) Object.assign(document, lifeCycleFields(lifeCycle))
+    return { document, partial: !!event.data && !!event.unchangedToast?.length }
   }
 
   /** The write of a row that exists, applied only where the stored `lastEventId` is older. */
@@ -199,11 +205,15 @@ export function createMongoSink(client: MongoClient, database: string) {
 
     tombstoneOlderThan,
 
-    /** The connector's last state of these rows: null for tombstones; absent when never seen. */
-    async knownRows(entity: Entity, ids: string[]): Promise<Map<string, EventRow | null>> {
-      const found = new Map<string, EventRow | null>()
+    /** The connector's last state of these rows (a tombstone's row is null); absent when never seen. */
+    async knownRows(entity: Entity, ids: string[]): Promise<Map<string, RowState>> {
+      const found = new Map<string, RowState>()
       for (const [id, document] of await findByIds(collection<StateDocument>(ENTITY_COLLECTION[entity]), ids))
-        found.set(id, document.deleted ? null : fromDocument(document))
+        found.set(id, {
+          row: document.deleted ? null : fromDocument(document, STATE_FIELDS),
+          lifeCycle: lifeCycleFromDocument(document),
+          lastEventId: document.lastEventId,
+        })
       return found
     },
 
@@ -299,12 +309,29 @@ function toDocument(row: EventRow | null): Document | null {
   return document
 }
 
+/** A task's life cycle as its document holds it (contract section 4): `statusSince` a BSON date. */
+function lifeCycleFields({ statusSince, timeInStatus, statusVisits }: LifeCycle): Document {
+  return { statusSince: statusSince === null ? null : new Date(statusSince), timeInStatus, statusVisits }
+}
+
+/** Back from a task document to its life cycle; null for a document written before the connector kept one. */
+export function lifeCycleFromDocument(document: Document): LifeCycle | null {
+  const { statusSince, timeInStatus, statusVisits } = document
+  if (!statusVisits || !timeInStatus) return null
+  return { statusSince: statusSince instanceof Date ? statusSince.toISOString() : null, timeInStatus, statusVisits }
+}
+
+// Fields of a stored row that are not row data: `fromDocument` leaves them out.
+const BOOKKEEPING = new Set(['_id', 'lastEventId', 'deleted'])
+/** ... and for a row's state, its life cycle too, kept beside the row (never in `data` or `previous`). */
+const STATE_FIELDS = new Set([...BOOKKEEPING, 'statusSince', 'timeInStatus', 'statusVisits'])
+
 /** Back from a stored document to the events' JSON shape: dates become ISO-8601 strings, named in TIMESTAMPS. */
-export function fromDocument(document: Document): EventRow {
+export function fromDocument(document: Document, skipped: ReadonlySet<string> = BOOKKEEPING): EventRow {
   const row: EventRow = {}
   let timestamps: string[] | undefined
   for (const key in document) {
-    if (key === '_id' || key === 'lastEventId' || key === 'deleted') continue
+    if (skipped.has(key)) continue
     const value = document[key]
     if (value instanceof Date) {
       row[key] = value.toISOString()
