@@ -9,6 +9,8 @@ import { type Row, TIMESTAMPS } from './decode/types.ts'
 import { decodeValue, isTimestampType } from './decode/values.ts'
 import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/events.ts'
 import { eventId } from './events/ids.ts'
+import { stepLifeCycle } from './events/life-cycle.ts'
+import { NEVER_SEEN, type RowState } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn } from './replication/lsn.ts'
 import { StopRequested } from './retry.ts'
@@ -72,6 +74,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
               commitTime: startedAt,
             }),
           )
+          if (entity === 'task') await stepLoadedLifeCycles(events, options)
           await options.deliver(events)
           if (options.stopRequested?.()) {
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
@@ -91,6 +94,16 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   await retryMongo(() => mongo.writeCheckpoint({ slot: slot.name, lsn, initialLoad: 'done', loadedAt: lsn }))
   log.info(`initial load done: ${ordinal} rows`)
   return ordinal
+}
+
+/**
+ * A loaded task's life cycle: the one its document holds when a reload finds it in the same status, else
+ * unknown from here on (when it entered its status is not known; its totals stay).
+ */
+async function stepLoadedLifeCycles(events: TaskEvent[], { mongo, retryMongo }: Pick<InitialLoadOptions, 'mongo' | 'retryMongo'>) {
+  let known = new Map<string, RowState>()
+  await retryMongo(async () => void (known = await mongo.knownRows('task', events.map((event) => event.taskId!))))
+  for (const event of events) stepLifeCycle(event, known.get(event.taskId!) ?? NEVER_SEEN, true)
 }
 
 /** A row read as text, decoded exactly as the stream's rows are. */

@@ -26,7 +26,7 @@ const TRUNCATED_COLLECTION: Partial<Record<TaskEvent['type'], 'tasks' | 'workspa
 const DUPLICATE_KEY = 11000
 // FerretDB 1.24 holds one of its 100 SQLite connections per matched update until the whole command ends,
 // and a command with 100 or more never ends: updates go in commands of at most this many.
-const MAX_UPDATES_PER_COMMAND = 50
+export const MAX_UPDATES_PER_COMMAND = 50
 // Ids in one `{ _id: { $in } }` lookup: one round trip for a typical run's rows, far below any server's limits.
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
@@ -44,6 +44,8 @@ export type Checkpoint = {
   initialLoad: 'running' | 'done' | null
   /** The consistent point of the slot whose initial load finished (text form). */
   loadedAt: string | null
+  /** When the life cycle of task documents written before it was kept was filled in from the history (life-cycle-backfill.ts). */
+  lifeCycleFilledAt: Date | null
   updatedAt: Date
 }
 
@@ -236,7 +238,14 @@ export function createMongoSink(client: MongoClient, database: string) {
     async readCheckpoint(slot: string): Promise<Checkpoint | null> {
       const document = await checkpoints.findOne({ _id: slot })
       if (!document) return null
-      return { slot, lsn: document.lsn ?? null, initialLoad: document.initialLoad ?? null, loadedAt: document.loadedAt ?? null, updatedAt: document.updatedAt }
+      return {
+        slot,
+        lsn: document.lsn ?? null,
+        initialLoad: document.initialLoad ?? null,
+        loadedAt: document.loadedAt ?? null,
+        lifeCycleFilledAt: document.lifeCycleFilledAt ?? null,
+        updatedAt: document.updatedAt,
+      }
     },
 
     /** Sets the given fields of the slot's checkpoint, keeping the others. */
@@ -310,7 +319,7 @@ function toDocument(row: EventRow | null): Document | null {
 }
 
 /** A task's life cycle as its document holds it (contract section 4): `statusSince` a BSON date. */
-function lifeCycleFields({ statusSince, timeInStatus, statusVisits }: LifeCycle): Document {
+export function lifeCycleFields({ statusSince, timeInStatus, statusVisits }: LifeCycle): Document {
   return { statusSince: statusSince === null ? null : new Date(statusSince), timeInStatus, statusVisits }
 }
 

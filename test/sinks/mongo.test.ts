@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../../src/decode/types.ts'
 import type { TaskEvent } from '../../src/events/events.ts'
+import { LIFE_CYCLE, type LifeCycle } from '../../src/events/life-cycle.ts'
 import { createMongoSink } from '../../src/sinks/mongo.ts'
 import { type FerretDb, startFerretDb } from '../support/ferretdb.ts'
 
@@ -87,5 +88,24 @@ describe('MongoDB sink', () => {
     const other = `sink_${database++}`
     await freshSink(other).writeBatch([replayed!])
     expect((await client.db(other).collection('tasks').findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
+  })
+
+  test("a task's life cycle is written beside its row and read back beside it, never in it; a tombstone keeps it", async () => {
+    const name = `sink_${database++}`
+    const sink = freshSink(name)
+    const lifeCycle: LifeCycle = { statusSince: '2026-12-01T00:00:09.250Z', timeInStatus: { todo: 9_250 }, statusVisits: { todo: 1, in_progress: 1 } }
+    await sink.writeBatch([{ ...taskEvent(0x100, 'in_progress'), [LIFE_CYCLE]: lifeCycle }])
+    const stored = await client.db(name).collection('tasks').findOne({ _id: 't1' as never })
+    expect(stored).toMatchObject({ statusSince: new Date(lifeCycle.statusSince!), timeInStatus: lifeCycle.timeInStatus, statusVisits: lifeCycle.statusVisits })
+    const [state] = (await sink.knownRows('task', ['t1'])).values()
+    expect(state).toEqual({ row: taskEvent(0x100, 'in_progress').data, lifeCycle, lastEventId: taskEvent(0x100, 'in_progress').id })
+    expect(Object.keys(state!.row!)).not.toContain('statusSince')
+    const history = await client.db(name).collection('task_events').findOne({ _id: taskEvent(0x100, 'in_progress').id as never })
+    expect(Object.keys(history!).filter((key) => /status|lifeCycle/i.test(key))).toEqual([])
+
+    const closed: LifeCycle = { statusSince: null, timeInStatus: { todo: 9_250, in_progress: 750 }, statusVisits: lifeCycle.statusVisits }
+    const deletion = { ...taskEvent(0x200, 'in_progress'), type: 'task.deleted' as const, data: null, previous: state!.row, [LIFE_CYCLE]: closed }
+    await sink.writeBatch([deletion])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: null, lifeCycle: closed, lastEventId: deletion.id }]]))
   })
 })
