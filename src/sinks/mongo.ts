@@ -63,7 +63,9 @@ export function createMongoSink(client: MongoClient, database: string) {
 
   function eventDocument(event: TaskEvent): Document {
     const { id, commitTime, data, previous, ...rest } = event
-    return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+    const document: Document = { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+    if (event.transition?.fromSince) document.transition = { ...event.transition, fromSince: new Date(event.transition.fromSince) }
+    return document
   }
 
   // Events this sink read back from `task_events` (a replay republishes them): not inserted again, since a
@@ -354,6 +356,7 @@ export function fromDocument(document: Document, skipped: ReadonlySet<string> = 
 /** Back from a stored `task_events` document to the event as it was emitted. */
 export function eventFromDocument(document: Document): TaskEvent {
   const { _id, commitTime, data, previous, ...rest } = document
+  if (rest.transition?.fromSince instanceof Date) rest.transition = { ...rest.transition, fromSince: rest.transition.fromSince.toISOString() }
   return {
     id: _id,
     ...rest,

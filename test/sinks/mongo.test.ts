@@ -94,7 +94,7 @@ describe('MongoDB sink', () => {
     const name = `sink_${database++}`
     const sink = freshSink(name)
     const lifeCycle: LifeCycle = { statusSince: '2026-12-01T00:00:09.250Z', timeInStatus: { todo: 9_250 }, statusVisits: { todo: 1, in_progress: 1 } }
-    await sink.writeBatch([{ ...taskEvent(0x100, 'in_progress'), [LIFE_CYCLE]: lifeCycle }])
+    await sink.writeBatch([{ ...taskEvent(0x100, 'in_progress'), [LIFE_CYCLE]: lifeCycle } as TaskEvent])
     const stored = await client.db(name).collection('tasks').findOne({ _id: 't1' as never })
     expect(stored).toMatchObject({ statusSince: new Date(lifeCycle.statusSince!), timeInStatus: lifeCycle.timeInStatus, statusVisits: lifeCycle.statusVisits })
     const [state] = (await sink.knownRows('task', ['t1'])).values()
