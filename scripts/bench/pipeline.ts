@@ -15,7 +15,10 @@
 // both this machine's clock. A load the servers cannot absorb shows up as a delay that grows for the whole phase.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
 //   bun scripts/bench/pipeline.ts [--rounds 3] [--changes 12000] [--load-tx-per-s 1000] [--latency-seconds 20]
-//     [--low-load-tx-per-s 100] [--latency-mix mixed|inserts] [--cpu-prof-dir DIR]
+//     [--low-load-tx-per-s 100] [--latency-mix mixed|inserts] [--cpu-prof-dir DIR] [--baseline DIR]
+// --baseline runs another checkout's connector (DIR/src/cli.ts, with its own dependencies) on the same workload
+// in every round, alternating which goes first, and reports both connectors' CPU per 1,000 events: a change's
+// cost measured before and after on one machine at one time.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -52,8 +55,10 @@ const { values } = parseArgs({
     'latency-mix': { type: 'string', default: 'mixed' },
     // Writes a CPU profile of the throughput rounds' connector (bun --cpu-prof) into this directory.
     'cpu-prof-dir': { type: 'string' },
+    baseline: { type: 'string' },
   },
 })
+const BASELINE = values.baseline ? [process.execPath, join(values.baseline, 'src/cli.ts')] : null
 const ROUNDS = Number(values.rounds)
 const MIN_CHANGES = Number(values.changes)
 // Transactions of 1 to 1,000 rows: FerretDB, not the stream, sets the pace here.
@@ -103,8 +108,8 @@ function cpuMs(pid: number): number {
 
 type ConnectorRun = { ms: number; startupMs: number; peakRssMb: number; cpuMs: number }
 
-async function startTracked(stack: Stack, flags: string[], env: Record<string, string> = {}): Promise<Connector> {
-  const connector = await startConnector(stack, { flags, env })
+async function startTracked(stack: Stack, flags: string[], env: Record<string, string> = {}, program?: string[]): Promise<Connector> {
+  const connector = await startConnector(stack, { flags, env, ...(program && { program }) })
   children.add(connector.process)
   return connector
 }
@@ -115,8 +120,8 @@ async function stopTracked(connector: Connector) {
   if (code !== 0 && code !== 143) log(`connector exited with ${code}:\n${connector.log().slice(-2000)}`)
 }
 
-/** What the round's sinks hold: distinct event ids on its topic (read on from where the last look ended), task_events by `_id`. */
-function roundSinks(stack: Stack, round: number) {
+/** What the run's sinks hold (database and topic `name`): distinct event ids on its topic (read on from where the last look ended), task_events by `_id`. */
+function roundSinks(stack: Stack, name: string) {
   const published = new Set<string>()
   let messages = 0
   return {
@@ -125,17 +130,17 @@ function roundSinks(stack: Stack, round: number) {
       return messages
     },
     async readPublished() {
-      await stack.pubsub.eachMessage(`bench_${round}`, (message) => {
+      await stack.pubsub.eachMessage(name, (message) => {
         messages++
         published.add(message.attributes.eventId!)
       }, messages)
     },
     /** Cheap (a count FerretDB keeps), but not by id: only a trigger for `stored`. */
     async estimatedStored() {
-      return await stack.mongoClient.db(`bench_${round}`).collection('task_events').estimatedDocumentCount()
+      return await stack.mongoClient.db(name).collection('task_events').estimatedDocumentCount()
     },
     async stored() {
-      return (await storedIds(stack.mongoClient.db(`bench_${round}`))).length
+      return (await storedIds(stack.mongoClient.db(name))).length
     },
   }
 }
@@ -146,21 +151,23 @@ function roundSinks(stack: Stack, round: number) {
  * Pub/Sub has them all and task_events' count says so, so that the scans do not slow the writes being timed).
  * A connector that confirmed early is timed no faster for it.
  */
-async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number): Promise<ConnectorRun> {
+async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number, baseline = false): Promise<ConnectorRun> {
   const profile = values['cpu-prof-dir']
+  const name = baseline ? `bench_${round}_baseline` : `bench_${round}`
   const started = performance.now()
   const connector = await startTracked(
     stack,
     [
-      '--slot', slot, '--mongo-db', `bench_${round}`, '--topic', `bench_${round}`, '--create-topic',
+      '--slot', slot, '--mongo-db', name, '--topic', name, '--create-topic',
       '--initial-load', 'never', '--heartbeat-interval', '0', '--log-level', 'warn',
     ],
-    profile ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-md --cpu-prof-dir=${profile} --cpu-prof-name=connector-round-${round}` } : {},
+    profile ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-md --cpu-prof-dir=${profile} --cpu-prof-name=connector-round-${round}${baseline ? '-baseline' : ''}` } : {},
+    baseline ? BASELINE! : undefined,
   )
   const startupMs = performance.now() - started
   const pid = connector.process.pid
   const deadline = started + RUN_TIMEOUT_MS
-  const sinks = roundSinks(stack, round)
+  const sinks = roundSinks(stack, name)
   let stored = 0
   let progress = { held: 0, at: performance.now() }
   for (;;) {
@@ -241,9 +248,11 @@ async function throughput(stack: Stack) {
   log(`workload: ${events} row changes in ${plan.transactions.length} transactions (largest ${plan.largest} rows)`)
   const { sql } = stack.pg
   await prepareWorkload(sql)
-  const slots = Array.from({ length: ROUNDS }, (_, r) => ({ connector: `bench_r${r + 1}_connector`, recvlogical: `bench_r${r + 1}_recvlogical` }))
+  const slots = Array.from({ length: ROUNDS }, (_, r) => ({
+    connector: `bench_r${r + 1}_connector`, recvlogical: `bench_r${r + 1}_recvlogical`, ...(BASELINE && { baseline: `bench_r${r + 1}_baseline` }),
+  }))
   for (const slot of slots.flatMap((pair) => Object.values(pair))) await sql`select pg_create_logical_replication_slot(${slot}, 'wal2json')`
-  log(`created ${ROUNDS * 2} slots before the workload`)
+  log(`created ${slots.flatMap((pair) => Object.values(pair)).length} slots before the workload`)
 
   const started = performance.now()
   await writeWorkload(sql, plan)
@@ -260,13 +269,18 @@ async function throughput(stack: Stack) {
 
   const dir = tempDir('bench-pipeline-')
   let files: { eventsFile: string; messagesFile: string } | null = null
-  const runs = { connector: [] as ConnectorRun[], recvlogical: [] as number[], mongo: [] as number[], pubsub: [] as number[] }
+  const runs = { connector: [] as ConnectorRun[], baseline: [] as ConnectorRun[], recvlogical: [] as number[], mongo: [] as number[], pubsub: [] as number[] }
   const rate = (ms: number) => Math.round(events / (ms / 1000))
   for (let r = 1; r <= ROUNDS; r++) {
-    const connector = await runConnector(stack, r, slots[r - 1]!.connector, lsnValue(end), events)
-    runs.connector.push(connector)
-    log(`round ${r} connector      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
-      `cpu ${(connector.cpuMs / 1000).toFixed(2)} s  peak RSS ${connector.peakRssMb} MB`)
+    // With a baseline, the two connectors take turns going first, so that neither always meets the warmer server.
+    const order = BASELINE ? (r % 2 ? [false, true] : [true, false]) : [false]
+    for (const baseline of order) {
+      const connector = await runConnector(stack, r, baseline ? slots[r - 1]!.baseline! : slots[r - 1]!.connector, lsnValue(end), events, baseline)
+      ;(baseline ? runs.baseline : runs.connector).push(connector)
+      log(`round ${r} ${baseline ? 'baseline ' : 'connector'}      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
+        `cpu ${(connector.cpuMs / 1000).toFixed(2)} s (${perThousand(connector.cpuMs, events)} ms per 1,000 events)  peak RSS ${connector.peakRssMb} MB`)
+      if (baseline) await stack.mongoClient.db(`bench_${r}_baseline`).dropDatabase()
+    }
 
     const recvlogical = await runProcess(`pg_recvlogical (round ${r})`, recvlogicalCommand(stack, slots[r - 1]!.recvlogical, end))
     await expectReadToEnd(stack, slots[r - 1]!.recvlogical, end)
@@ -303,8 +317,13 @@ async function throughput(stack: Stack) {
     cpuMs: median(runs.connector.map((run) => run.cpuMs)),
     startupMs: median(runs.connector.map((run) => run.startupMs)),
     fromStreaming: events / (median(runs.connector.map((run) => run.ms - run.startupMs)) / 1000),
+    cpuPerThousand: runs.connector.map((run) => perThousand(run.cpuMs, events)),
+    baselineCpuPerThousand: runs.baseline.map((run) => perThousand(run.cpuMs, events)),
   }
 }
+
+/** A connector's CPU time per 1,000 events, in ms. */
+const perThousand = (cpuMs: number, events: number) => round((cpuMs * 1000) / events, 1)
 
 type Phase = { rate: number; seconds: number }
 type Delays = { p50: number; p90: number; p99: number; max: number; events: number; achieved: number; maxScheduleLagMs: number }
@@ -398,6 +417,12 @@ async function main() {
     low_load_tx_per_s: LOW_LOAD_TX_PER_S,
     low_load_latency_ms: { p50: low.p50, p90: low.p90, p99: low.p99, max: low.max },
     latency_peak_rss_mb: lat.peakRssMb,
+    connector_cpu_ms_per_1000_events: tp.cpuPerThousand,
+    ...(BASELINE && {
+      baseline: values.baseline,
+      baseline_cpu_ms_per_1000_events: tp.baselineCpuPerThousand,
+      cpu_ratio_to_baseline: round(median(tp.cpuPerThousand) / median(tp.baselineCpuPerThousand), 3),
+    }),
   }
 }
 
