@@ -1,25 +1,14 @@
 // Filling in the life cycle of task documents written before the connector kept one, from `task_events`,
 // against a real server (FerretDB 1.24 on SQLite).
 
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { MongoClient } from 'mongodb'
+import { describe, expect, test } from 'bun:test'
 import type { TaskEvent } from '../../src/events/events.ts'
 import { LIFE_CYCLE } from '../../src/events/life-cycle.ts'
 import { fillLifeCycles } from '../../src/sinks/life-cycle-backfill.ts'
 import { createMongoSink } from '../../src/sinks/mongo.ts'
-import { type FerretDb, startFerretDb } from '../support/ferretdb.ts'
+import { sharedFerretDb } from '../support/shared-ferretdb.ts'
 
-let ferret: FerretDb
-let client: MongoClient
-
-beforeAll(async () => {
-  ferret = await startFerretDb()
-  client = new MongoClient(ferret.url)
-}, 120_000)
-afterAll(async () => {
-  await client?.close()
-  await ferret?.close()
-}, 120_000)
+const shared = sharedFerretDb()
 
 const T0 = Date.parse('2026-12-01T00:00:00.000Z')
 const at = (ms: number) => new Date(T0 + ms).toISOString()
@@ -38,8 +27,8 @@ function event(taskId: string, type: TaskEvent['type'], ms: number, from: string
 
 describe('life-cycle backfill', () => {
   test('documents written before the life cycle was kept get what the live path gives, once; others are left alone', async () => {
-    const db = client.db('backfill')
-    const sink = createMongoSink(client, 'backfill')
+    const db = shared.client.db('backfill')
+    const sink = createMongoSink(shared.client, 'backfill')
     const created = [event('t1', 'task.created', 0, null, 'todo'), event('t1', 'task.updated', 10_000, 'todo', 'in_progress'), event('t1', 'task.updated', 12_000, undefined, 'in_progress')]
     const loaded = [event('t2', 'task.snapshot', 0, undefined, 'in_progress', 'initial'), event('t2', 'task.updated', 5_000, 'in_progress', 'done'), event('t2', 'task.deleted', 7_000, 'done', null)]
     const kept = { ...event('t3', 'task.created', 0, null, 'todo'), [LIFE_CYCLE]: { statusSince: at(0), timeInStatus: { x: 1 }, statusVisits: { todo: 1 } } }
