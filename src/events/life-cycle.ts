@@ -27,7 +27,7 @@ export function stepLifeCycle(event: TaskEvent & WithLifeCycle, before: KnownTas
   const known = before.row ? before.lifeCycle : null
   const transition = event.transition
   let after: LifeCycle
-  if (event.type === 'task.created') after = { statusSince: event.commitTime, timeInStatus: {}, statusVisits: { [transition!.to!]: 1 } }
+  if (event.type === 'task.created') after = { statusSince: event.commitTime, timeInStatus: {}, statusVisits: transition?.to ? { [transition.to]: 1 } : {} }
   else if (transition && event.source === 'cdc') after = closeVisit(transition, known, event.commitTime, timed)
   // A reload's deletion of a vanished row (source `initial`) carries no timing: when the row went is unknown,
   // so its last visit stays open and uncounted, as a truncate's do.
