@@ -50,6 +50,9 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   // Text output in UTC and ISO, as the stream's walsender writes it.
   const sql = postgres({ ...options.connection, max: 1, onnotice: () => {}, connection: { ...options.connection.connection, TimeZone: 'UTC', DateStyle: 'ISO' } })
   let ordinal = 0
+  // A load into a database with no task yet has no life cycle to keep: it need not look any up.
+  let reload = false
+  await retryMongo(async () => void (reload = await mongo.holdsAny('task')))
   try {
     await sql.begin('isolation level repeatable read read only', async (transaction) => {
       await transaction.unsafe(`set transaction snapshot ${quoteLiteral(slot.snapshotName)}`)
@@ -74,7 +77,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
               commitTime: startedAt,
             }),
           )
-          if (entity === 'task') await stepLoadedLifeCycles(events, options)
+          if (entity === 'task') await stepLoadedLifeCycles(events, reload, options)
           await options.deliver(events)
           if (options.stopRequested?.()) {
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
@@ -100,9 +103,9 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
  * A loaded task's life cycle: the one its document holds when a reload finds it in the same status, else
  * unknown from here on (when it entered its status is not known; its totals stay).
  */
-async function stepLoadedLifeCycles(events: TaskEvent[], { mongo, retryMongo }: Pick<InitialLoadOptions, 'mongo' | 'retryMongo'>) {
+async function stepLoadedLifeCycles(events: TaskEvent[], reload: boolean, { mongo, retryMongo }: Pick<InitialLoadOptions, 'mongo' | 'retryMongo'>) {
   let known = new Map<string, RowState>()
-  await retryMongo(async () => void (known = await mongo.knownRows('task', events.map((event) => event.taskId!))))
+  if (reload) await retryMongo(async () => void (known = await mongo.knownRows('task', events.map((event) => event.taskId!))))
   for (const event of events) stepLifeCycle(event, known.get(event.taskId!) ?? NEVER_SEEN, true)
 }
 

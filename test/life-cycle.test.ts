@@ -141,4 +141,27 @@ describe('life-cycle timing', () => {
       status: 'cancelled', statusSince: new Date(cancelled!), timeInStatus: { done: cancelled! - done! }, statusVisits: { done: 1, cancelled: 1 },
     })
   }, TEST_MS)
+
+  test('a reload keeps the life cycle of a task it finds in the same status, and leaves statusSince unknown for one that moved unseen', async () => {
+    const { sql } = stack.pg
+    const movedId = await createTask(sql, workspaceId, { status: 'todo' })
+    await Bun.sleep(100)
+    await sql`update tasks set status = 'in_progress' where id = ${movedId}`
+    await waitCaughtUp(stack, connector)
+    const [moved, loaded] = [await documentOf(movedId), await documentOf(loadedId)]
+    expect(moved).toMatchObject({ statusSince: expect.any(Date), statusVisits: { todo: 1, in_progress: 1 } })
+
+    // A record of an unfinished load: the next start drops the slot and loads again, and never streams the
+    // change made meanwhile.
+    await connector.kill()
+    await sql`update tasks set status = 'blocked' where id = ${movedId}`
+    await stack.db.collection('checkpoints').updateOne({ _id: 'task_connector' as never }, { $set: { initialLoad: 'running' } })
+    connector = await startConnector(stack)
+    await waitCaughtUp(stack, connector)
+
+    expect(await documentOf(movedId)).toMatchObject({ status: 'blocked', statusSince: null, timeInStatus: moved!.timeInStatus, statusVisits: moved!.statusVisits })
+    const reloaded = await documentOf(loadedId)
+    expect(reloaded!.lastEventId > loaded!.lastEventId).toBe(true)
+    expect(reloaded).toMatchObject({ statusSince: loaded!.statusSince, timeInStatus: loaded!.timeInStatus, statusVisits: loaded!.statusVisits })
+  }, TEST_MS)
 })

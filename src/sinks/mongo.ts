@@ -221,6 +221,11 @@ export function createMongoSink(client: MongoClient, database: string) {
       return found
     },
 
+    /** Whether any document (a tombstone included) of the entity exists. */
+    async holdsAny(entity: Entity): Promise<boolean> {
+      return (await collection(ENTITY_COLLECTION[entity]).findOne({}, { projection: { _id: 1 } })) !== null
+    },
+
     /** Stored events by id, as they were first emitted: a replay publishes these rather than rebuilding them. */
     async storedEvents(ids: string[]): Promise<Map<string, TaskEvent>> {
       const found = new Map<string, TaskEvent>()
