@@ -9,8 +9,8 @@ import { type Row, TIMESTAMPS } from './decode/types.ts'
 import { decodeValue, isTimestampType } from './decode/values.ts'
 import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/events.ts'
 import { eventId } from './events/ids.ts'
-import { stepLifeCycle } from './events/life-cycle.ts'
-import { NEVER_SEEN, type RowState } from './events/row-states.ts'
+import { type KnownTask, stepLifeCycle } from './events/life-cycle.ts'
+import { NEVER_SEEN } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn } from './replication/lsn.ts'
 import { StopRequested } from './retry.ts'
@@ -104,8 +104,8 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
  * unknown from here on (when it entered its status is not known; its totals stay).
  */
 async function stepLoadedLifeCycles(events: TaskEvent[], reload: boolean, { mongo, retryMongo }: Pick<InitialLoadOptions, 'mongo' | 'retryMongo'>) {
-  let known = new Map<string, RowState>()
-  if (reload) await retryMongo(async () => void (known = await mongo.knownRows('task', events.map((event) => event.taskId!))))
+  let known = new Map<string, KnownTask>()
+  if (reload) await retryMongo(async () => void (known = await mongo.knownLifeCycles(events.map((event) => event.taskId!))))
   for (const event of events) stepLifeCycle(event, known.get(event.taskId!) ?? NEVER_SEEN, true)
 }
 

@@ -9,7 +9,7 @@
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
-import { LIFE_CYCLE, type LifeCycle, type WithLifeCycle } from '../events/life-cycle.ts'
+import { type KnownTask, LIFE_CYCLE, type LifeCycle, type WithLifeCycle } from '../events/life-cycle.ts'
 import type { RowState } from '../events/row-states.ts'
 import { Unreachable } from '../unreachable.ts'
 
@@ -221,6 +221,14 @@ export function createMongoSink(client: MongoClient, database: string) {
       return found
     },
 
+    /** What the life cycle of these tasks needs of their documents (a load's): the status and the life cycle; absent when never seen. */
+    async knownLifeCycles(ids: string[]): Promise<Map<string, KnownTask>> {
+      const found = new Map<string, KnownTask>()
+      for (const [id, document] of await findByIds(collection<StateDocument>(COLLECTIONS.tasks), ids, LIFE_CYCLE_PROJECTION))
+        found.set(id, { row: document.deleted ? null : { status: document.status }, lifeCycle: lifeCycleFromDocument(document) })
+      return found
+    },
+
     /** Whether any document (a tombstone included) of the entity exists. */
     async holdsAny(entity: Entity): Promise<boolean> {
       return (await collection(ENTITY_COLLECTION[entity]).findOne({}, { projection: { _id: 1 } })) !== null
@@ -263,10 +271,10 @@ export function createMongoSink(client: MongoClient, database: string) {
 }
 
 /** Documents by _id, `IDS_PER_LOOKUP` in one `$in` query, one query at a time. */
-async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[]): Promise<Map<string, T>> {
+async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[], projection?: Document): Promise<Map<string, T>> {
   const found = new Map<string, T>()
   for (let i = 0; i < ids.length; i += IDS_PER_LOOKUP)
-    for (const document of await target.find({ _id: { $in: ids.slice(i, i + IDS_PER_LOOKUP) } } as Filter<T>).toArray())
+    for (const document of await target.find({ _id: { $in: ids.slice(i, i + IDS_PER_LOOKUP) } } as Filter<T>, { projection }).toArray())
       found.set(document._id, document as T)
   return found
 }
@@ -336,6 +344,8 @@ export function lifeCycleFromDocument(document: Document): LifeCycle | null {
   if (!statusVisits || !timeInStatus) return null
   return { statusSince: statusSince instanceof Date ? statusSince.toISOString() : null, timeInStatus, statusVisits }
 }
+
+const LIFE_CYCLE_PROJECTION = { status: 1, deleted: 1, statusSince: 1, timeInStatus: 1, statusVisits: 1 }
 
 // Fields of a stored row that are not row data: `fromDocument` leaves them out.
 const BOOKKEEPING = new Set(['_id', 'lastEventId', 'deleted'])
