@@ -151,7 +151,8 @@ export function createMongoSink(client: MongoClient, database: string) {
     const filter = { _id: document._id, lastEventId: { $lt: document.lastEventId } }
     if (!partial) return { replaceOne: { filter, replacement: document } }
     const { _id, ...fields } = document
-    return { updateOne: { filter, update: { $set: fields } } }
+    // A row with data exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    return { updateOne: { filter, update: { $set: fields, $unset: { deleted: '' } } } }
   }
 
   /** Inserts the documents whose _id is free; returns the ids that already exist. */
