@@ -143,7 +143,10 @@ export function createMongoSink(client: MongoClient, database: string) {
       ? { ...toDocument(event.data), _id: id, lastEventId: event.id }
       : { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
     if (lifeCycle) Object.assign(document, lifeCycleFields(lifeCycle))
-    return { document, partial: !!event.data && !!event.unchangedToast?.length }
+    // A task event that brings no life cycle (one not built by this process, such as a replayed one whose row
+    // is ahead) leaves the stored one as it is.
+    const keepsLifeCycle = !lifeCycle && event.type.startsWith('task.')
+    return { document, partial: (!!event.data && !!event.unchangedToast?.length) || keepsLifeCycle }
   }
 
   /** The write of a row that exists, applied only where the stored `lastEventId` is older. */

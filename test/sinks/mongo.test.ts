@@ -96,5 +96,9 @@ describe('MongoDB sink', () => {
     const deletion = { ...taskEvent(0x200, 'in_progress'), type: 'task.deleted' as const, data: null, previous: state!.row, [LIFE_CYCLE]: closed }
     await sink.writeBatch([deletion])
     expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: null, lifeCycle: closed, lastEventId: deletion.id }]]))
+    // An event that brings none (not built by this process) leaves the stored life cycle as it is.
+    const reloaded = { ...taskEvent(0x300, 'done'), source: 'initial' as const, type: 'task.snapshot' as const }
+    await freshSink(name).writeBatch([reloaded])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: reloaded.data, lifeCycle: closed, lastEventId: reloaded.id }]]))
   })
 })
