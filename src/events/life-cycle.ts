@@ -29,10 +29,12 @@ export function stepLifeCycle(event: TaskEvent & WithLifeCycle, before: KnownTas
   let after: LifeCycle
   if (event.type === 'task.created') after = { statusSince: event.commitTime, timeInStatus: {}, statusVisits: transition?.to ? { [transition.to]: 1 } : {} }
   else if (transition && event.source === 'cdc') after = closeVisit(transition, known, event.commitTime, timed)
-  // A reload's deletion of a vanished row (source `initial`) carries no timing: when the row went is unknown,
-  // so its last visit stays open and uncounted, as a truncate's do.
+  // A reload that finds the task in another status: when it got there is unknown; its totals stay.
   else if (event.type === 'task.snapshot' && known && before.row!.status !== event.data?.status)
     after = { ...known, statusSince: null }
+  // Anything else keeps what was known: an update that leaves the status alone, or a reload's deletion of a
+  // vanished row (source `initial`), which carries no timing: when the row went is unknown, so its last visit
+  // stays open and uncounted, as a truncate's do.
   else after = known ?? UNKNOWN_LIFE_CYCLE
   event[LIFE_CYCLE] = after
   return after
