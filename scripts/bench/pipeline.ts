@@ -106,7 +106,8 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000
 }
 
-type ConnectorRun = { ms: number; startupMs: number; peakRssMb: number; cpuMs: number }
+/** `startupCpuMs`: the CPU time it had used when it streamed (loading, connecting), the same whatever the workload. */
+type ConnectorRun = { ms: number; startupMs: number; peakRssMb: number; cpuMs: number; startupCpuMs: number }
 
 async function startTracked(stack: Stack, flags: string[], env: Record<string, string> = {}, program?: string[]): Promise<Connector> {
   const connector = await startConnector(stack, { flags, env, ...(program && { program }) })
@@ -166,6 +167,7 @@ async function runConnector(stack: Stack, round: number, slot: string, end: bigi
   )
   const startupMs = performance.now() - started
   const pid = connector.process.pid
+  const startupCpuMs = cpuMs(pid)
   const deadline = started + RUN_TIMEOUT_MS
   const sinks = roundSinks(stack, name)
   let stored = 0
@@ -183,7 +185,7 @@ async function runConnector(stack: Stack, round: number, slot: string, end: bigi
     await Bun.sleep(SINK_POLL_MS)
   }
   const ms = performance.now() - started
-  const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid) }
+  const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid), startupCpuMs }
   // Before the stop, which drains what is in flight: exactly the workload, once, and the end confirmed.
   await sinks.readPublished()
   stored = await sinks.stored()
@@ -278,7 +280,7 @@ async function throughput(stack: Stack) {
       const connector = await runConnector(stack, r, baseline ? slots[r - 1]!.baseline! : slots[r - 1]!.connector, lsnValue(end), events, baseline)
       ;(baseline ? runs.baseline : runs.connector).push(connector)
       log(`round ${r} ${baseline ? 'baseline ' : 'connector'}      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
-        `cpu ${(connector.cpuMs / 1000).toFixed(2)} s (${perThousand(connector.cpuMs, events)} ms per 1,000 events)  peak RSS ${connector.peakRssMb} MB`)
+        `cpu ${(connector.cpuMs / 1000).toFixed(2)} s (${perThousand(connector, events)} ms per 1,000 events once streaming)  peak RSS ${connector.peakRssMb} MB`)
       if (baseline) await stack.mongoClient.db(`bench_${r}_baseline`).dropDatabase()
     }
 
@@ -317,13 +319,13 @@ async function throughput(stack: Stack) {
     cpuMs: median(runs.connector.map((run) => run.cpuMs)),
     startupMs: median(runs.connector.map((run) => run.startupMs)),
     fromStreaming: events / (median(runs.connector.map((run) => run.ms - run.startupMs)) / 1000),
-    cpuPerThousand: runs.connector.map((run) => perThousand(run.cpuMs, events)),
-    baselineCpuPerThousand: runs.baseline.map((run) => perThousand(run.cpuMs, events)),
+    cpuPerThousand: runs.connector.map((run) => perThousand(run, events)),
+    baselineCpuPerThousand: runs.baseline.map((run) => perThousand(run, events)),
   }
 }
 
-/** A connector's CPU time per 1,000 events, in ms. */
-const perThousand = (cpuMs: number, events: number) => round((cpuMs * 1000) / events, 1)
+/** A connector's CPU time per 1,000 events once it streamed (its start-up is no event's), in ms. */
+const perThousand = (run: ConnectorRun, events: number) => round(((run.cpuMs - run.startupCpuMs) * 1000) / events, 1)
 
 type Phase = { rate: number; seconds: number }
 type Delays = { p50: number; p90: number; p99: number; max: number; events: number; achieved: number; maxScheduleLagMs: number }
