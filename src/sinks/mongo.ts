@@ -154,7 +154,9 @@ export function createMongoSink(client: MongoClient, database: string) {
     const filter = { _id: document._id, lastEventId: { $lt: document.lastEventId } }
     if (!partial) return { replaceOne: { filter, replacement: document } }
     const { _id, ...fields } = document
-    // A row with data exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    // A tombstone's partial write (one that keeps the stored life cycle) sets `deleted` itself. A row with data
+    // exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    if (fields.deleted) return { updateOne: { filter, update: { $set: fields } } }
     return { updateOne: { filter, update: { $set: fields, $unset: { deleted: '' } } } }
   }
 

@@ -100,5 +100,8 @@ describe('MongoDB sink', () => {
     const reloaded = { ...taskEvent(0x300, 'done'), source: 'initial' as const, type: 'task.snapshot' as const }
     await freshSink(name).writeBatch([reloaded])
     expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: reloaded.data, lifeCycle: closed, lastEventId: reloaded.id }]]))
+    const gone = { ...taskEvent(0x400, 'done'), type: 'task.deleted' as const, data: null, previous: reloaded.data }
+    await freshSink(name).writeBatch([gone])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: null, lifeCycle: closed, lastEventId: gone.id }]]))
   })
 })
