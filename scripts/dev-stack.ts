@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { parseArgs } from 'node:util'
 import type postgres from 'postgres'
+import { describeTransition } from '../src/events/life-cycle.ts'
 import { type FerretDb, startFerretDb } from '../test/support/ferretdb.ts'
 import { freePort, waitFor } from '../test/support/ports.ts'
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts'
@@ -178,7 +179,7 @@ function tailEvents(emulator: PubSubEmulator) {
 function describeEvent(event: Record<string, any>): string {
   const data = event.data ?? event.previous ?? {}
   const what = event.taskId ? `"${data.title}"` : event.workspaceId ? `workspace "${data.name}"` : ''
-  const transition = event.transition ? `  ${event.transition.from ?? '∅'} → ${event.transition.to ?? '∅'}` : ''
+  const transition = event.transition ? `  ${describeTransition(event.transition)}` : ''
   const changed = event.changed?.length ? `  changed: ${event.changed.join(', ')}` : ''
   return `${cyan('event')}  ${event.id}  ${event.type.padEnd(18)} ${what}${transition}${changed}`
 }

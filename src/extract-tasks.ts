@@ -10,6 +10,7 @@ import type { ExtractTasksConfig } from './config.ts'
 import { createHttpService, type ServiceState, type Status } from './http/server.ts'
 import { runInitialLoad } from './initial-load.ts'
 import { createLoadLease } from './load-lease.ts'
+import { fillLifeCycles } from './sinks/life-cycle-backfill.ts'
 import type { Logger } from './log.ts'
 import { createPipeline } from './pipeline.ts'
 import { formatLsn, parseLsn, ZERO_LSN } from './replication/lsn.ts'
@@ -126,6 +127,12 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   await step('checking the Pub/Sub topic', publisher.start())
 
   const checkpoint = await mongoStep(`reading the checkpoint of slot ${config.slot}`, mongo.readCheckpoint(config.slot))
+  if (!checkpoint?.lifeCycleFilledAt) {
+    // Before anything streams, so that no row state is read from a document still lacking its life cycle.
+    const filled = await mongoStep('filling in the life cycle of tasks from the history', fillLifeCycles(mongo.db))
+    await mongoStep(`recording the life cycle filled in`, mongo.writeCheckpoint({ slot: config.slot, lifeCycleFilledAt: new Date() }))
+    if (filled) log.info(`life cycle filled in from task_events for ${filled} tasks written before it was kept`)
+  }
   const existingSlot = await step(
     'reading the slot',
     (async () => {

@@ -9,6 +9,8 @@ import { type Row, TIMESTAMPS } from './decode/types.ts'
 import { decodeValue, isTimestampType } from './decode/values.ts'
 import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/events.ts'
 import { eventId } from './events/ids.ts'
+import { type KnownTask, stepLifeCycle } from './events/life-cycle.ts'
+import { NEVER_SEEN } from './events/row-states.ts'
 import type { Logger } from './log.ts'
 import { formatLsn } from './replication/lsn.ts'
 import { StopRequested } from './retry.ts'
@@ -50,6 +52,9 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   // Text output in UTC and ISO, as the stream's walsender writes it.
   const sql = postgres({ ...options.connection, max: 1, onnotice: () => {}, connection: { ...options.connection.connection, TimeZone: 'UTC', DateStyle: 'ISO' } })
   let ordinal = 0
+  // A load into a database with no task yet has no life cycle to keep: it need not look any up.
+  let reload = false
+  await retryMongo(async () => void (reload = await mongo.holdsAny('task')))
   try {
     await sql.begin('isolation level repeatable read read only', async (transaction) => {
       await transaction.unsafe(`set transaction snapshot ${quoteLiteral(slot.snapshotName)}`)
@@ -74,6 +79,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
               commitTime: startedAt,
             }),
           )
+          if (entity === 'task') await stepLoadedLifeCycles(events, reload, options)
           await options.deliver(events)
           if (options.stopRequested?.()) {
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
@@ -93,6 +99,16 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   await options.recordDone(lsn)
   log.info(`initial load done: ${ordinal} rows`)
   return ordinal
+}
+
+/**
+ * A loaded task's life cycle: the one its document holds when a reload finds it in the same status, else
+ * unknown from here on (when it entered its status is not known; its totals stay).
+ */
+async function stepLoadedLifeCycles(events: TaskEvent[], reload: boolean, { mongo, retryMongo }: Pick<InitialLoadOptions, 'mongo' | 'retryMongo'>) {
+  let known = new Map<string, KnownTask>()
+  if (reload) await retryMongo(async () => void (known = await mongo.knownLifeCycles(events.map((event) => event.taskId!))))
+  for (const event of events) stepLifeCycle(event, known.get(event.taskId!) ?? NEVER_SEEN, true)
 }
 
 /** A row read as text, decoded exactly as the stream's rows are. */

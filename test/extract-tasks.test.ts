@@ -41,12 +41,16 @@ for (const backend of BACKENDS) describe(`extract-tasks (FerretDB on ${backend})
 
     const events = await eventsOf(taskId)
     expect(events.map((event) => event.type)).toEqual(['task.created', 'task.updated', 'task.updated', 'task.updated', 'task.deleted'])
+    // How long it was in `from`: from the commit that entered it (event `entered`) to this event's (`left`).
+    const timing = (entered: number, left: number) => ({
+      fromSince: events[entered]!.commitTime, inFromMs: Date.parse(events[left]!.commitTime) - Date.parse(events[entered]!.commitTime),
+    })
     expect(events.map((event) => event.transition ?? null)).toEqual([
-      { from: null, to: 'todo' },
-      { from: 'todo', to: 'in_progress' },
+      { from: null, to: 'todo', fromSince: null, inFromMs: null },
+      { from: 'todo', to: 'in_progress', ...timing(0, 1) },
       null,
-      { from: 'in_progress', to: 'done' },
-      { from: 'done', to: null },
+      { from: 'in_progress', to: 'done', ...timing(1, 3) },
+      { from: 'done', to: null, ...timing(3, 4) },
     ])
     // The description was never re-logged after the insert (an unchanged TOAST value): it is filled in.
     for (const event of events.slice(0, 4)) expect(event.data.description).toBe(description)

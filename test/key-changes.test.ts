@@ -103,27 +103,35 @@ test('a key-only update: the old id deleted, then the new id created with the un
   const [deletion, creation] = expected.slice(-2).map((change) => change.id)
   expect(BigInt(`0x${creation!.split('-')[1]}`) - BigInt(`0x${deletion!.split('-')[1]}`)).toBe(1n)
   const events = await eventsOf([deletion!, creation!])
+  const created = (await publishedEvents(stack)).find((event) => event.taskId === oldId && event.type === 'task.created')!
   expect(events.map((event) => [event.type, event.taskId, event.transition])).toEqual([
-    ['task.deleted', oldId, { from: 'todo', to: null }],
-    ['task.created', newId, { from: null, to: 'todo' }],
+    ['task.deleted', oldId, { from: 'todo', to: null, fromSince: created.commitTime, inFromMs: Date.parse(events[0]!.commitTime) - Date.parse(created.commitTime) }],
+    ['task.created', newId, { from: null, to: 'todo', fromSince: null, inFromMs: null }],
   ])
   expect(events[1]!.data.description).toBe(events[0]!.previous.description)
   expect(await stack.db.collection('tasks').findOne({ _id: oldId as any })).toMatchObject({ deleted: true, title: 'moving' })
 }, 120_000)
 
-test('a key and status update: the deletion carries the old status, the creation the new one', async () => {
-  const newId = crypto.randomUUID()
+test('a key and status update: the deletion carries the old status and closes its visit, the creation the new one and starts afresh', async () => {
+  let [oldId, newId] = ['', crypto.randomUUID()]
   const expected = await expectAsContractSays('key_and_status', async (sql) => {
     const workspaceId = await createWorkspace(sql, 'key and status')
-    const oldId = await createTask(sql, workspaceId, { title: 'moving', status: 'in_progress' })
+    oldId = await createTask(sql, workspaceId, { title: 'moving', status: 'in_progress' })
     await sql`update tasks set id = ${newId}, status = 'done' where id = ${oldId}`
   })
   const events = await eventsOf(expected.slice(-2).map((change) => change.id))
+  const created = (await publishedEvents(stack)).find((event) => event.taskId === oldId && event.type === 'task.created')!
+  const inProgress = Date.parse(events[0]!.commitTime) - Date.parse(created.commitTime)
   expect(events.map((event) => [event.type, event.transition])).toEqual([
-    ['task.deleted', { from: 'in_progress', to: null }],
-    ['task.created', { from: null, to: 'done' }],
+    ['task.deleted', { from: 'in_progress', to: null, fromSince: created.commitTime, inFromMs: inProgress }],
+    ['task.created', { from: null, to: 'done', fromSince: null, inFromMs: null }],
   ])
-  expect(await stack.db.collection('tasks').findOne({ _id: newId as any })).toMatchObject({ status: 'done' })
+  expect(await stack.db.collection('tasks').findOne({ _id: oldId as any })).toMatchObject({
+    deleted: true, statusSince: null, timeInStatus: { in_progress: inProgress }, statusVisits: { in_progress: 1 },
+  })
+  expect(await stack.db.collection('tasks').findOne({ _id: newId as any })).toMatchObject({
+    status: 'done', statusSince: new Date(events[1]!.commitTime), timeInStatus: {}, statusVisits: { done: 1 },
+  })
 }, 120_000)
 
 test('a key changed twice in a row, in one transaction and across two, and a workspace key change', async () => {

@@ -3,7 +3,9 @@
 
 import { describe, expect, test } from 'bun:test'
 import type { DecodedMessage } from '../src/decode/types.ts'
-import type { EventRow, TaskEvent } from '../src/events/events.ts'
+import type { TaskEvent } from '../src/events/events.ts'
+import { LIFE_CYCLE, type WithLifeCycle } from '../src/events/life-cycle.ts'
+import type { RowState } from '../src/events/row-states.ts'
 import { createPipeline } from '../src/pipeline.ts'
 import type { Source } from '../src/replication/source.ts'
 import type { MongoSink } from '../src/sinks/mongo.ts'
@@ -14,9 +16,12 @@ const at = { schema: 'public', table: 'tasks', lsn: 1n }
 const task = (id: string, status: string) => ({ id, workspace_id: 'w', title: id, description: 'long text', status })
 
 function transaction(commitLsn: bigint, changes: DecodedMessage[]): DecodedMessage[] {
-  const frame = { xid: Number(commitLsn), commitLsn, commitTime: '2026-12-01T00:00:00.000Z' }
+  // One millisecond of commit time per LSN unit, so that each transaction commits at its own time.
+  const frame = { xid: Number(commitLsn), commitLsn, commitTime: commitTimeAt(commitLsn) }
   return [{ kind: 'begin', ...frame }, ...changes, { kind: 'commit', ...frame }]
 }
+
+const commitTimeAt = (commitLsn: bigint) => new Date(Date.parse('2026-12-01T00:00:00.000Z') + Number(commitLsn)).toISOString()
 
 /** A source that hands out the given deliveries, then ends; `oneByOne`: each once the one before is acknowledged. */
 function fakeSource(deliveries: DecodedMessage[][], { oneByOne = false } = {}) {
@@ -37,12 +42,12 @@ function fakeSource(deliveries: DecodedMessage[][], { oneByOne = false } = {}) {
 
 /** MongoDB that makes each batch durable only when the test lets it, and answers from what is durable. */
 function gatedMongo() {
-  const durable = new Map<string, EventRow | null>()
+  const durable = new Map<string, RowState>()
   const waiting: (() => void)[] = []
   const mongo = {
     writeHistory: () => new Promise<void>((resolve) => waiting.push(resolve)),
-    async writeState(events: TaskEvent[]) {
-      for (const event of events) if (event.taskId) durable.set(event.taskId, event.data)
+    async writeState(events: (TaskEvent & WithLifeCycle)[]) {
+      for (const event of events) if (event.taskId) durable.set(event.taskId, { row: event.data, lifeCycle: event[LIFE_CYCLE] ?? null, lastEventId: event.id })
     },
     async knownRows(_entity: string, ids: string[]) {
       return new Map(ids.filter((id) => durable.has(id)).map((id) => [id, durable.get(id)!]))
@@ -71,7 +76,7 @@ describe('pipeline', () => {
     const update = published.at(-1)!
     expect(update.previous).toMatchObject({ id: 'a', status: 'todo' })
     expect(update.data).toMatchObject({ description: 'long text', status: 'done' })
-    expect(update.transition).toEqual({ from: 'todo', to: 'done' })
+    expect(update.transition).toEqual({ from: 'todo', to: 'done', fromSince: commitTimeAt(0x100n), inFromMs: 0x100 })
     while (waiting.length) {
       waiting.shift()!()
       await Bun.sleep(1)
@@ -128,7 +133,7 @@ describe('pipeline', () => {
     clearInterval(releaseMongo)
     const update = published.at(-1)!
     expect(update.previous).toMatchObject({ id: 'a', status: 'todo', description: 'long text' })
-    expect(update.transition).toEqual({ from: 'todo', to: 'done' })
+    expect(update.transition).toEqual({ from: 'todo', to: 'done', fromSince: commitTimeAt(0x100n), inFromMs: 0x100 })
   })
 
   test('a sink call that never answers counts as failed at its deadline and is made again', async () => {

@@ -15,7 +15,10 @@
 // (pstest stamps it on receipt) minus the event's commitTime, both this machine's clock. A load the servers cannot absorb shows up as a delay that grows for the whole phase.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
 //   bun scripts/bench/pipeline.ts [--rounds 3] [--changes 12000] [--load-tx-per-s half|N] [--latency-seconds 20]
-//     [--low-load-tx-per-s 100] [--latency-mix mixed|inserts] [--cpu-prof-dir DIR]
+//     [--low-load-tx-per-s 100] [--latency-mix mixed|inserts] [--cpu-prof-dir DIR] [--baseline DIR]
+// --baseline runs another checkout's connector (DIR/src/cli.ts, with its own dependencies) on the same workload
+// in every round, alternating which goes first, and reports both connectors' CPU per 1,000 events: a change's
+// cost measured before and after on one machine at one time.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -52,8 +55,10 @@ const { values } = parseArgs({
     'latency-mix': { type: 'string', default: 'mixed' },
     // Writes a CPU profile of the throughput rounds' connector (bun --cpu-prof) into this directory.
     'cpu-prof-dir': { type: 'string' },
+    baseline: { type: 'string' },
   },
 })
+const BASELINE = values.baseline ? [process.execPath, join(values.baseline, 'src/cli.ts')] : null
 const ROUNDS = Number(values.rounds)
 const MIN_CHANGES = Number(values.changes)
 // Transactions of 1 to 1,000 rows: FerretDB, not the stream, sets the pace here.
@@ -100,10 +105,11 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000
 }
 
-type ConnectorRun = { ms: number; startupMs: number; peakRssMb: number; cpuMs: number }
+/** `startupCpuMs`: the CPU time it had used when it streamed (loading, connecting), the same whatever the workload. */
+type ConnectorRun = { ms: number; startupMs: number; peakRssMb: number; cpuMs: number; startupCpuMs: number }
 
-async function startTracked(stack: Stack, flags: string[], env: Record<string, string> = {}): Promise<Connector> {
-  const connector = await startConnector(stack, { flags, env })
+async function startTracked(stack: Stack, flags: string[], env: Record<string, string> = {}, program?: string[]): Promise<Connector> {
+  const connector = await startConnector(stack, { flags, env, ...(program && { program }) })
   children.add(connector.process)
   return connector
 }
@@ -121,14 +127,14 @@ async function confirmedFlush(stack: Stack, slot: string): Promise<bigint> {
 }
 
 /** After the clock: both sinks hold exactly the workload's events, each once, the same ids in each. */
-async function expectWorkload(stack: Stack, round: number, events: number) {
+async function expectWorkload(stack: Stack, name: string, round: number, events: number) {
   const published = new Set<string>()
   let messages = 0
-  await stack.pubsub.eachMessage(`bench_${round}`, (message) => {
+  await stack.pubsub.eachMessage(name, (message) => {
     messages++
     published.add(message.attributes.eventId!)
   })
-  const stored = await storedIds(stack.mongoClient.db(`bench_${round}`))
+  const stored = await storedIds(stack.mongoClient.db(name))
   const missing = stored.filter((id) => !published.has(id)).length
   if (stored.length !== events || published.size !== events || messages !== events || missing)
     throw new Error(`connector (round ${round}) stored ${stored.length} events and published ${messages} messages of ${published.size} ids ` +
@@ -142,19 +148,22 @@ async function expectWorkload(stack: Stack, round: number, events: number) {
  * the clock, exactly: a run that does not pass is an error, not a figure. The slot hears of a confirmation
  * at most ACK_STATUS_DELAY_MS (50 ms) after it, which the clock keeps.
  */
-async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number): Promise<ConnectorRun> {
+async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number, baseline = false): Promise<ConnectorRun> {
   const profile = values['cpu-prof-dir']
+  const name = baseline ? `bench_${round}_baseline` : `bench_${round}`
   const started = performance.now()
   const connector = await startTracked(
     stack,
     [
-      '--slot', slot, '--mongo-db', `bench_${round}`, '--topic', `bench_${round}`, '--create-topic',
+      '--slot', slot, '--mongo-db', name, '--topic', name, '--create-topic',
       '--initial-load', 'never', '--heartbeat-interval', '0', '--log-level', 'warn',
     ],
-    profile ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-md --cpu-prof-dir=${profile} --cpu-prof-name=connector-round-${round}` } : {},
+    profile ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-md --cpu-prof-dir=${profile} --cpu-prof-name=connector-round-${round}${baseline ? '-baseline' : ''}` } : {},
+    baseline ? BASELINE! : undefined,
   )
   const startupMs = performance.now() - started
   const pid = connector.process.pid
+  const startupCpuMs = cpuMs(pid)
   const deadline = started + RUN_TIMEOUT_MS
   let progress = { confirmed: 0n, at: performance.now() }
   for (;;) {
@@ -169,8 +178,8 @@ async function runConnector(stack: Stack, round: number, slot: string, end: bigi
     await Bun.sleep(SLOT_POLL_MS)
   }
   const ms = performance.now() - started
-  const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid) }
-  await expectWorkload(stack, round, events)
+  const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid), startupCpuMs }
+  await expectWorkload(stack, name, round, events)
   await stopTracked(connector)
   return run
 }
@@ -229,9 +238,11 @@ async function throughput(stack: Stack) {
   log(`workload: ${events} row changes in ${plan.transactions.length} transactions (largest ${plan.largest} rows)`)
   const { sql } = stack.pg
   await prepareWorkload(sql)
-  const slots = Array.from({ length: ROUNDS }, (_, r) => ({ connector: `bench_r${r + 1}_connector`, recvlogical: `bench_r${r + 1}_recvlogical` }))
+  const slots = Array.from({ length: ROUNDS }, (_, r) => ({
+    connector: `bench_r${r + 1}_connector`, recvlogical: `bench_r${r + 1}_recvlogical`, ...(BASELINE && { baseline: `bench_r${r + 1}_baseline` }),
+  }))
   for (const slot of slots.flatMap((pair) => Object.values(pair))) await sql`select pg_create_logical_replication_slot(${slot}, 'wal2json')`
-  log(`created ${ROUNDS * 2} slots before the workload`)
+  log(`created ${slots.flatMap((pair) => Object.values(pair)).length} slots before the workload`)
 
   const started = performance.now()
   await writeWorkload(sql, plan)
@@ -248,13 +259,18 @@ async function throughput(stack: Stack) {
 
   const dir = tempDir('bench-pipeline-')
   let files: { eventsFile: string; messagesFile: string } | null = null
-  const runs = { connector: [] as ConnectorRun[], recvlogical: [] as number[], mongo: [] as number[], pubsub: [] as number[] }
+  const runs = { connector: [] as ConnectorRun[], baseline: [] as ConnectorRun[], recvlogical: [] as number[], mongo: [] as number[], pubsub: [] as number[] }
   const rate = (ms: number) => Math.round(events / (ms / 1000))
   for (let r = 1; r <= ROUNDS; r++) {
-    const connector = await runConnector(stack, r, slots[r - 1]!.connector, lsnValue(end), events)
-    runs.connector.push(connector)
-    log(`round ${r} connector      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
-      `cpu ${(connector.cpuMs / 1000).toFixed(2)} s  peak RSS ${connector.peakRssMb} MB`)
+    // With a baseline, the two connectors take turns going first, so that neither always meets the warmer server.
+    const order = BASELINE ? (r % 2 ? [false, true] : [true, false]) : [false]
+    for (const baseline of order) {
+      const connector = await runConnector(stack, r, baseline ? slots[r - 1]!.baseline! : slots[r - 1]!.connector, lsnValue(end), events, baseline)
+      ;(baseline ? runs.baseline : runs.connector).push(connector)
+      log(`round ${r} ${baseline ? 'baseline ' : 'connector'}      ${(connector.ms / 1000).toFixed(2)} s  ${rate(connector.ms)} events/s  (streaming after ${Math.round(connector.startupMs)} ms)  ` +
+        `cpu ${(connector.cpuMs / 1000).toFixed(2)} s (${perThousand(connector, events)} ms per 1,000 events once streaming)  peak RSS ${connector.peakRssMb} MB`)
+      if (baseline) await stack.mongoClient.db(`bench_${r}_baseline`).dropDatabase()
+    }
 
     const recvlogical = await runProcess(`pg_recvlogical (round ${r})`, recvlogicalCommand(stack, slots[r - 1]!.recvlogical, end))
     await expectReadToEnd(stack, slots[r - 1]!.recvlogical, end)
@@ -291,8 +307,13 @@ async function throughput(stack: Stack) {
     cpuMs: median(runs.connector.map((run) => run.cpuMs)),
     startupMs: median(runs.connector.map((run) => run.startupMs)),
     fromStreaming: events / (median(runs.connector.map((run) => run.ms - run.startupMs)) / 1000),
+    cpuPerThousand: runs.connector.map((run) => perThousand(run, events)),
+    baselineCpuPerThousand: runs.baseline.map((run) => perThousand(run, events)),
   }
 }
+
+/** A connector's CPU time per 1,000 events once it streamed (its start-up is no event's), in ms. */
+const perThousand = (run: ConnectorRun, events: number) => round(((run.cpuMs - run.startupCpuMs) * 1000) / events, 1)
 
 type Phase = { rate: number; seconds: number }
 type Delays = { p50: number; p90: number; p99: number; max: number; events: number; achieved: number; maxScheduleLagMs: number }
@@ -387,6 +408,12 @@ async function main() {
     low_load_tx_per_s: LOW_LOAD_TX_PER_S,
     low_load_latency_ms: { p50: low.p50, p90: low.p90, p99: low.p99, max: low.max },
     latency_peak_rss_mb: lat.peakRssMb,
+    connector_cpu_ms_per_1000_events: tp.cpuPerThousand,
+    ...(BASELINE && {
+      baseline: values.baseline,
+      baseline_cpu_ms_per_1000_events: tp.baselineCpuPerThousand,
+      cpu_ratio_to_baseline: round(median(tp.cpuPerThousand) / median(tp.baselineCpuPerThousand), 3),
+    }),
   }
 }
 

@@ -23,7 +23,8 @@ export type EventType =
  */
 export type EventRow = Record<string, unknown> & { [TIMESTAMPS]?: string[] }
 
-export type Transition = { from: string | null; to: string | null }
+/** A task's change of status; `fromSince`/`inFromMs` say how long it was in `from` (null: unknown; see life-cycle.ts). */
+export type Transition = { from: string | null; to: string | null; fromSince: string | null; inFromMs: number | null }
 
 export type TaskEvent = {
   id: string
@@ -169,7 +170,7 @@ function withTransition(entity: Entity, event: TaskEvent, previous: EventRow | n
   const to = data ? (data.status as string) : null
   // An update whose old status is unknown cannot say whether the status changed.
   if (from === undefined || from === to) return event
-  event.transition = { from, to }
+  event.transition = { from, to, fromSince: null, inFromMs: null }
   return event
 }
 

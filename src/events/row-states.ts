@@ -4,30 +4,33 @@
 // - retained: needed by the run of messages being turned into events, until the run ends (so that nothing
 //   the run brings in pushes them out before their turn);
 // - recent: the most recently used `capacity` others. A row that is none of these is read from MongoDB.
+// Each state carries the id of the event that left it, so that a replayed event the state already holds
+// (one at or below that id) is told apart from the next change.
 
 import type { Entity, EventRow } from './events.ts'
+import type { LifeCycle } from './life-cycle.ts'
 
 export type RowStates = ReturnType<typeof createRowStates>
 export type RowRef = { entity: Entity; id: string }
+/** A row as its last event left it: its data (null: deleted), a task's life cycle (null: unknown), and that event's id. */
+export type RowState = { row: EventRow | null; lifeCycle: LifeCycle | null; lastEventId: string }
+/** A row the connector has no state of. */
+export const NEVER_SEEN: RowState = Object.freeze({ row: null, lifeCycle: null, lastEventId: '' })
 
 export function createRowStates(capacity: number) {
-  const recent = new Map<string, EventRow | null>()
-  const retained = new Map<string, EventRow | null>()
+  const recent = new Map<string, RowState>()
+  const retained = new Map<string, RowState>()
   /** Rows written by batches in flight, with the number of the last batch that wrote each. */
-  const pinned = new Map<string, { row: EventRow | null; batch: number }>()
-  /** Entities truncated by a batch in flight, with its number: none of their rows is read from MongoDB. */
-  const truncatedBy = new Map<Entity, number>()
+  const pinned = new Map<string, { state: RowState; batch: number }>()
+  /** Entities truncated by a batch in flight, with its number and the truncate's id: none of their rows is read from MongoDB. */
+  const truncatedBy = new Map<Entity, { batch: number; eventId: string }>()
   const keyOf = (entity: Entity, id: string) => `${entity}:${id}`
 
-  function known(key: string): { row: EventRow | null } | null {
-    const inFlight = pinned.get(key)
-    if (inFlight) return inFlight
-    if (retained.has(key)) return { row: retained.get(key)! }
-    if (recent.has(key)) return { row: recent.get(key)! }
-    return null
+  function known(key: string): RowState | undefined {
+    return pinned.get(key)?.state ?? retained.get(key) ?? recent.get(key)
   }
 
-  function remember(key: string, row: EventRow | null) {
+  function remember(key: string, row: RowState) {
     recent.delete(key)
     recent.set(key, row)
     if (recent.size > capacity) recent.delete(recent.keys().next().value!)
@@ -44,8 +47,9 @@ export function createRowStates(capacity: number) {
       for (const ref of rows) {
         const key = keyOf(ref.entity, ref.id)
         if (retained.has(key)) continue
-        const state = known(key) ?? (truncatedBy.has(ref.entity) ? { row: null } : null)
-        if (state) retained.set(key, state.row)
+        const truncate = truncatedBy.get(ref.entity)
+        const state = known(key) ?? (truncate && { ...NEVER_SEEN, lastEventId: truncate.eventId })
+        if (state) retained.set(key, state)
         else missing.push(ref)
       }
       return missing
@@ -60,23 +64,23 @@ export function createRowStates(capacity: number) {
       recent.clear()
     },
 
-    /** The row's state; null for a deleted row, or one never seen. */
-    get(entity: Entity, id: string): EventRow | null {
-      return known(keyOf(entity, id))?.row ?? null
+    /** The row's state (NEVER_SEEN when none is held). */
+    get(entity: Entity, id: string): RowState {
+      return known(keyOf(entity, id)) ?? NEVER_SEEN
     },
 
-    /** State read from MongoDB (null: not there, or a tombstone). */
-    load(entity: Entity, id: string, row: EventRow | null) {
+    /** State read from MongoDB (NEVER_SEEN: not there). */
+    load(entity: Entity, id: string, state: RowState) {
       const key = keyOf(entity, id)
-      retained.set(key, row)
-      remember(key, row)
+      retained.set(key, state)
+      remember(key, state)
     },
 
     /** State left by an event of batch `batch`: pinned until `release(batch, …)`. */
-    set(entity: Entity, id: string, row: EventRow | null, batch: number) {
+    set(entity: Entity, id: string, state: RowState, batch: number) {
       const key = keyOf(entity, id)
-      pinned.set(key, { row, batch })
-      remember(key, row)
+      pinned.set(key, { state, batch })
+      remember(key, state)
     },
 
     /** Batch `batch` is durable: the rows it wrote last no longer need pinning. */
@@ -85,15 +89,16 @@ export function createRowStates(capacity: number) {
         const key = keyOf(entity, id)
         if (pinned.get(key)?.batch === batch) pinned.delete(key)
       }
-      for (const [entity, truncating] of truncatedBy) if (truncating === batch) truncatedBy.delete(entity)
+      for (const [entity, truncating] of truncatedBy) if (truncating.batch === batch) truncatedBy.delete(entity)
     },
 
-    /** A truncate in batch `batch`: every row of the entity is gone. */
-    truncate(entity: Entity, batch: number) {
+    /** A truncate, event `eventId` of batch `batch`: every row of the entity is gone (a tombstone keeps its life cycle). */
+    truncate(entity: Entity, batch: number, eventId: string) {
       const prefix = entity + ':'
-      for (const states of [recent, retained]) for (const key of states.keys()) if (key.startsWith(prefix)) states.set(key, null)
-      for (const [key, state] of pinned) if (key.startsWith(prefix)) state.row = null
-      truncatedBy.set(entity, batch)
+      const gone = (state: RowState): RowState => ({ ...state, row: null, lastEventId: eventId })
+      for (const states of [recent, retained]) for (const [key, state] of states) if (key.startsWith(prefix)) states.set(key, gone(state))
+      for (const [key, entry] of pinned) if (key.startsWith(prefix)) entry.state = gone(entry.state)
+      truncatedBy.set(entity, { batch, eventId })
     },
 
     get size() {

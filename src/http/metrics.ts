@@ -5,6 +5,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { TaskEvent } from '../events/events.ts'
+import { finishedVisit } from '../events/life-cycle.ts'
 import type { SinkName } from '../pipeline/delivery.ts'
 import { parseLsn } from '../replication/lsn.ts'
 import type { Status } from './server.ts'
@@ -15,6 +16,11 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
 // Sink calls take a few ms when healthy and up to the attempt deadline when not.
 // The Stream's delay target is 50 ms at the 99th percentile: fine buckets below and around it.
 const STREAM_DELAY_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5]
+// Time in a status: from a minute (a quick fix) to a month (work that waits for a release), in seconds.
+const MINUTE = 60
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+const STATUS_BUCKETS = [MINUTE, 5 * MINUTE, 15 * MINUTE, HOUR, 4 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY]
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export type Metrics = ReturnType<typeof createMetrics>
@@ -62,6 +68,15 @@ export function createMetrics(status: () => Status) {
     buckets: LATENCY_BUCKETS,
     registers,
   })
+  const statusTime = new Histogram({
+    name: PREFIX + 'status_seconds',
+    help: 'Finished visits of a task in a status whose length is known (from the transition that ended them), by status.',
+    labelNames: ['status'],
+    buckets: STATUS_BUCKETS,
+    registers,
+  })
+  // Events at or below this id were observed: a batch replayed after a reconnect is not counted twice.
+  let observedThrough = ''
   const sinkWrite = new Histogram({
     name: PREFIX + 'sink_write_seconds',
     help: 'Duration of one sink call (a batch written to MongoDB, or published), by sink and outcome.',
@@ -100,7 +115,12 @@ export function createMetrics(status: () => Status) {
       batches.inc()
       batchSize.observe(batch.length)
       const now = Date.now()
-      for (const event of batch) events.inc({ type: event.type })
+      for (const event of batch) {
+        events.inc({ type: event.type })
+        const visit = event.id > observedThrough ? finishedVisit(event) : null
+        if (visit) statusTime.observe({ status: visit.status }, visit.ms / 1000)
+      }
+      if (batch.at(-1)!.id > observedThrough) observedThrough = batch.at(-1)!.id
       commitToPublish.observe((now - Date.parse(batch.at(-1)!.commitTime)) / 1000)
     },
 

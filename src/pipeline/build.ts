@@ -1,16 +1,17 @@
 // Event building: runs of decoded messages into batches of events, in commit order. Owns the transaction
 // framing (begin and commit into event ids and a batch's commit LSN), the row states that give each event
-// its `previous` and fill its unchanged TOAST values, and the replay index. Guarantees:
-// - each row's `previous` is its state after every earlier event: a row written by a batch stays pinned
-//   until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
+// its `previous`, fill its unchanged TOAST values and time a task's life cycle, and the replay index. Guarantees:
+// - each row's `previous` and life cycle are its state after every earlier event: a row written by a batch
+//   stays pinned until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
 // - an event stored before a restart (its id at or below the highest stored at the last `resync`) is sent
-//   again as it was stored, never rebuilt;
+//   again as it was stored, never rebuilt; one the row's state already holds leaves that state alone;
 // - a batch holds at most `maxBatchEvents` events (one more when a key change's two events meet the limit:
 //   they travel together), and its `lastSeq` covers every message it was built from.
 
 import type { DecodedMessage, RowChange } from '../decode/types.ts'
-import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeEvents, changedKey, eventCount, eventRowKey, rowKey } from '../events/events.ts'
-import { type RowRef, type RowStates, createRowStates } from '../events/row-states.ts'
+import { type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeEvents, changedKey, eventCount, eventRowKey, rowKey } from '../events/events.ts'
+import { stepLifeCycle } from '../events/life-cycle.ts'
+import { NEVER_SEEN, type RowRef, type RowState, type RowStates, createRowStates } from '../events/row-states.ts'
 import { type Lsn, lsnToHex16 } from '../replication/lsn.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
 
@@ -64,14 +65,27 @@ export function createEventBuilder(options: EventBuilderOptions) {
 
   /** The change's events (two for a key change), each leaving its row's state for the events after it. */
   function addEvents(change: RowChange, stored: Map<string, TaskEvent>, events: TaskEvent[]) {
-    for (const fresh of changeEvents(change, transaction!, ordinal, rows.get)) {
+    for (const fresh of changeEvents(change, transaction!, ordinal, (entity, id) => rows.get(entity, id).row)) {
       ordinal++
-      const event = stored.get(fresh.id) ?? fresh
+      const replayed = stored.get(fresh.id)
+      const event = replayed ?? fresh
       const key = eventRowKey(event)
-      if (key) rows.set(key.entity, key.id, event.data, batchNumber)
-      else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
+      if (key) advance(key, event, !replayed)
+      else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber, event.id)
       events.push(event)
     }
+  }
+
+  /**
+   * The row's state after `event`, with a task's life cycle timed (`fresh`: the event's transition too). A
+   * replayed event that the state already holds (MongoDB's row is ahead of the replay) leaves it as it is:
+   * nothing, timing least of all, is computed from a row that is ahead.
+   */
+  function advance(key: RowRef, event: TaskEvent, fresh: boolean) {
+    const state = rows.get(key.entity, key.id)
+    if (!fresh && event.id <= state.lastEventId) return
+    const lifeCycle = key.entity === 'task' ? stepLifeCycle(event, state, fresh) : null
+    rows.set(key.entity, key.id, { row: event.data, lifeCycle, lastEventId: event.id }, batchNumber)
   }
 
   return {
@@ -143,9 +157,9 @@ async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mo
     (['task', 'workspace'] as const).map(async (entity) => {
       const ids = [...new Set(missing.filter((ref) => ref.entity === entity).map((ref) => ref.id))]
       if (!ids.length) return
-      let found = new Map<string, EventRow | null>()
+      let found = new Map<string, RowState>()
       await retryMongo(async () => void (found = await mongo.knownRows(entity, ids)))
-      for (const id of ids) rows.load(entity, id, found.get(id) ?? null)
+      for (const id of ids) rows.load(entity, id, found.get(id) ?? NEVER_SEEN)
     }),
   )
 }

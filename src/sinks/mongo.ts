@@ -11,6 +11,8 @@
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
+import { type KnownTask, LIFE_CYCLE, type LifeCycle, type WithLifeCycle } from '../events/life-cycle.ts'
+import type { RowState } from '../events/row-states.ts'
 import { Unreachable } from '../unreachable.ts'
 
 export const COLLECTIONS = {
@@ -28,7 +30,7 @@ const DUPLICATE_KEY = 11000
 // and commands holding 100 between them never end: updates go in commands of at most this many. Tasks' and
 // workspaces' commands run at once, beside their rows' inserts, the next batch's history and a checkpoint:
 // 45 each leaves those room under 100.
-const MAX_UPDATES_PER_COMMAND = 45
+export const MAX_UPDATES_PER_COMMAND = 45
 // Ids in one `{ _id: { $in } }` lookup: one round trip for a typical run's rows, far below any server's limits.
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
@@ -51,6 +53,8 @@ export type Checkpoint = {
   loadOwner: string | null
   /** Until when the owner of a `running` load is known alive: it renews this while it loads. */
   loadLeaseUntil: Date | null
+  /** When the life cycle of task documents written before it was kept was filled in from the history (life-cycle-backfill.ts). */
+  lifeCycleFilledAt: Date | null
   updatedAt: Date
 }
 
@@ -68,7 +72,9 @@ export function createMongoSink(client: MongoClient, database: string) {
 
   function eventDocument(event: TaskEvent): Document {
     const { id, commitTime, data, previous, ...rest } = event
-    return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+    const document: Document = { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+    if (event.transition?.fromSince) document.transition = { ...event.transition, fromSince: new Date(event.transition.fromSince) }
+    return document
   }
 
   // Events this sink read back from `task_events` (a replay republishes them): not inserted again, since a
@@ -140,9 +146,16 @@ export function createMongoSink(client: MongoClient, database: string) {
    * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
    * those columns stays.
    */
-  function rowWrite(id: string, event: TaskEvent): RowWrite {
-    if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
-    return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
+  function rowWrite(id: string, event: TaskEvent & WithLifeCycle): RowWrite {
+    const lifeCycle = event[LIFE_CYCLE]
+    const document: StateDocument = event.data
+      ? { ...toDocument(event.data), _id: id, lastEventId: event.id }
+      : { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
+    if (lifeCycle) Object.assign(document, lifeCycleFields(lifeCycle))
+    // A task event that brings no life cycle (one not built by this process, such as a replayed one whose row
+    // is ahead) leaves the stored one as it is.
+    const keepsLifeCycle = !lifeCycle && event.type.startsWith('task.')
+    return { document, partial: (!!event.data && !!event.unchangedToast?.length) || keepsLifeCycle }
   }
 
   /** The guarded writes of these rows, in commands of at most MAX_UPDATES_PER_COMMAND, one after the other. */
@@ -156,7 +169,9 @@ export function createMongoSink(client: MongoClient, database: string) {
     const filter = { _id: document._id, lastEventId: { $lt: document.lastEventId } }
     if (!partial) return { replaceOne: { filter, replacement: document } }
     const { _id, ...fields } = document
-    // A row with data exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    // A tombstone's partial write (one that keeps the stored life cycle) sets `deleted` itself. A row with data
+    // exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    if (fields.deleted) return { updateOne: { filter, update: { $set: fields } } }
     return { updateOne: { filter, update: { $set: fields, $unset: { deleted: '' } } } }
   }
 
@@ -221,12 +236,29 @@ export function createMongoSink(client: MongoClient, database: string) {
 
     tombstoneOlderThan,
 
-    /** The connector's last state of these rows: null for tombstones; absent when never seen. */
-    async knownRows(entity: Entity, ids: string[]): Promise<Map<string, EventRow | null>> {
-      const found = new Map<string, EventRow | null>()
+    /** The connector's last state of these rows (a tombstone's row is null); absent when never seen. */
+    async knownRows(entity: Entity, ids: string[]): Promise<Map<string, RowState>> {
+      const found = new Map<string, RowState>()
       for (const [id, document] of await findByIds(collection<StateDocument>(ENTITY_COLLECTION[entity]), ids))
-        found.set(id, document.deleted ? null : fromDocument(document))
+        found.set(id, {
+          row: document.deleted ? null : fromDocument(document, STATE_FIELDS),
+          lifeCycle: lifeCycleFromDocument(document),
+          lastEventId: document.lastEventId,
+        })
       return found
+    },
+
+    /** What the life cycle of these tasks needs of their documents (a load's): the status and the life cycle; absent when never seen. */
+    async knownLifeCycles(ids: string[]): Promise<Map<string, KnownTask>> {
+      const found = new Map<string, KnownTask>()
+      for (const [id, document] of await findByIds(collection<StateDocument>(COLLECTIONS.tasks), ids, LIFE_CYCLE_PROJECTION))
+        found.set(id, { row: document.deleted ? null : { status: document.status }, lifeCycle: lifeCycleFromDocument(document) })
+      return found
+    },
+
+    /** Whether any document (a tombstone included) of the entity exists. */
+    async holdsAny(entity: Entity): Promise<boolean> {
+      return (await collection(ENTITY_COLLECTION[entity]).findOne({}, { projection: { _id: 1 } })) !== null
     },
 
     /** Stored events by id, as they were first emitted: a replay publishes these rather than rebuilding them. */
@@ -255,6 +287,7 @@ export function createMongoSink(client: MongoClient, database: string) {
         loadedAt: document.loadedAt ?? null,
         loadOwner: document.loadOwner ?? null,
         loadLeaseUntil: document.loadLeaseUntil ?? null,
+        lifeCycleFilledAt: document.lifeCycleFilledAt ?? null,
         updatedAt: document.updatedAt,
       }
     },
@@ -302,10 +335,10 @@ export function createMongoSink(client: MongoClient, database: string) {
 }
 
 /** Documents by _id, `IDS_PER_LOOKUP` in one `$in` query, one query at a time. */
-async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[]): Promise<Map<string, T>> {
+async function findByIds<T extends Document & { _id: string }>(target: Collection<T>, ids: string[], projection?: Document): Promise<Map<string, T>> {
   const found = new Map<string, T>()
   for (let i = 0; i < ids.length; i += IDS_PER_LOOKUP)
-    for (const document of await target.find({ _id: { $in: ids.slice(i, i + IDS_PER_LOOKUP) } } as Filter<T>).toArray())
+    for (const document of await target.find({ _id: { $in: ids.slice(i, i + IDS_PER_LOOKUP) } } as Filter<T>, { projection }).toArray())
       found.set(document._id, document as T)
   return found
 }
@@ -364,12 +397,31 @@ function toDocument(row: EventRow | null): Document | null {
   return document
 }
 
+/** A task's life cycle as its document holds it (contract section 4): `statusSince` a BSON date. */
+export function lifeCycleFields({ statusSince, timeInStatus, statusVisits }: LifeCycle): Document {
+  return { statusSince: statusSince === null ? null : new Date(statusSince), timeInStatus, statusVisits }
+}
+
+/** Back from a task document to its life cycle; null for a document written before the connector kept one. */
+export function lifeCycleFromDocument(document: Document): LifeCycle | null {
+  const { statusSince, timeInStatus, statusVisits } = document
+  if (!statusVisits || !timeInStatus) return null
+  return { statusSince: statusSince instanceof Date ? statusSince.toISOString() : null, timeInStatus, statusVisits }
+}
+
+const LIFE_CYCLE_PROJECTION = { status: 1, deleted: 1, statusSince: 1, timeInStatus: 1, statusVisits: 1 }
+
+// Fields of a stored row that are not row data: `fromDocument` leaves them out.
+const BOOKKEEPING = new Set(['_id', 'lastEventId', 'deleted'])
+/** ... and for a row's state, its life cycle too, kept beside the row (never in `data` or `previous`). */
+const STATE_FIELDS = new Set([...BOOKKEEPING, 'statusSince', 'timeInStatus', 'statusVisits'])
+
 /** Back from a stored document to the events' JSON shape: dates become ISO-8601 strings, named in TIMESTAMPS. */
-export function fromDocument(document: Document): EventRow {
+export function fromDocument(document: Document, skipped: ReadonlySet<string> = BOOKKEEPING): EventRow {
   const row: EventRow = {}
   let timestamps: string[] | undefined
   for (const key in document) {
-    if (key === '_id' || key === 'lastEventId' || key === 'deleted') continue
+    if (skipped.has(key)) continue
     const value = document[key]
     if (value instanceof Date) {
       row[key] = value.toISOString()
@@ -383,6 +435,7 @@ export function fromDocument(document: Document): EventRow {
 /** Back from a stored `task_events` document to the event as it was emitted. */
 export function eventFromDocument(document: Document): TaskEvent {
   const { _id, commitTime, data, previous, ...rest } = document
+  if (rest.transition?.fromSince instanceof Date) rest.transition = { ...rest.transition, fromSince: rest.transition.fromSince.toISOString() }
   return {
     id: _id,
     ...rest,

@@ -36,7 +36,7 @@ describe('row changes into events', () => {
         assigneeId: null, dueAt: null, labels: ['x'], metadata: { k: 1 }, createdAt: taskRow.created_at, updatedAt: taskRow.updated_at,
       },
       previous: null,
-      transition: { from: null, to: 'todo' },
+      transition: { from: null, to: 'todo', fromSince: null, inFromMs: null },
     })
   })
 
@@ -49,7 +49,7 @@ describe('row changes into events', () => {
     expect(event.data?.description).toBe('long text')
     expect(event.previous).toEqual(known)
     expect(event.changed).toEqual(['status', 'priority'])
-    expect(event.transition).toEqual({ from: 'todo', to: 'done' })
+    expect(event.transition).toEqual({ from: 'todo', to: 'done', fromSince: null, inFromMs: null })
   })
 
   test('an unchanged TOAST value that no known row holds is named in unchangedToast, never invented', () => {
@@ -83,7 +83,7 @@ describe('row changes into events', () => {
     const update: RowChange = { ...at, kind: 'update', table: 'tasks', row: { ...taskRow, status: 'blocked' }, identity: taskRow, unchangedToast: [] }
     const event = changeToEvent(update, transaction, 0, null)
     expect(event.previous?.status).toBe('todo')
-    expect(event.transition).toEqual({ from: 'todo', to: 'blocked' })
+    expect(event.transition).toEqual({ from: 'todo', to: 'blocked', fromSince: null, inFromMs: null })
   })
 
   test('each row names its own timestamps, camelCase; an old row from the WAL over a known one keeps the types of both', () => {
@@ -105,7 +105,7 @@ describe('row changes into events', () => {
     const known = changeToEvent(insert, transaction, 0, null).data
     const deleted: RowChange = { ...at, kind: 'delete', table: 'tasks', identity: { id: taskRow.id } }
     const event = changeToEvent(deleted, transaction, 4, known)
-    expect(event).toMatchObject({ type: 'task.deleted', taskId: taskRow.id, workspaceId: taskRow.workspace_id, data: null, previous: known, transition: { from: 'todo', to: null } })
+    expect(event).toMatchObject({ type: 'task.deleted', taskId: taskRow.id, workspaceId: taskRow.workspace_id, data: null, previous: known, transition: { from: 'todo', to: null, fromSince: null, inFromMs: null } })
     expect(rowKey(deleted)).toEqual({ entity: 'task', id: taskRow.id })
   })
 
@@ -114,8 +114,8 @@ describe('row changes into events', () => {
     const moved: RowChange = { ...at, kind: 'update', table: 'tasks', row: { ...logged, id: 'a0000000-0000-0000-0000-000000000002' }, identity: taskRow, unchangedToast: ['description'] }
     const events = changeEvents(moved, transaction, 3, () => null)
     expect(events.map((event) => [event.id, event.type, event.taskId, event.transition])).toEqual([
-      ['00000000016B3748-00000003', 'task.deleted', taskRow.id, { from: 'todo', to: null }],
-      ['00000000016B3748-00000004', 'task.created', 'a0000000-0000-0000-0000-000000000002', { from: null, to: 'todo' }],
+      ['00000000016B3748-00000003', 'task.deleted', taskRow.id, { from: 'todo', to: null, fromSince: null, inFromMs: null }],
+      ['00000000016B3748-00000004', 'task.created', 'a0000000-0000-0000-0000-000000000002', { from: null, to: 'todo', fromSince: null, inFromMs: null }],
     ])
     expect([events[0]!.previous?.description, events[1]!.data?.description, events[1]!.unchangedToast]).toEqual([description, description, undefined])
     const sameKey: RowChange = { ...moved, row: { ...logged } }

@@ -1,70 +1,75 @@
 import { describe, expect, test } from 'bun:test'
-import { createRowStates } from '../../src/events/row-states.ts'
+import type { EventRow } from '../../src/events/events.ts'
+import { NEVER_SEEN, createRowStates } from '../../src/events/row-states.ts'
 
 const a = { id: 'a', status: 'todo' }
 const b = { id: 'b', status: 'done' }
+const state = (row: EventRow | null, lastEventId = 'E1') => ({ row, lifeCycle: null, lastEventId })
 const ref = (id: string) => ({ entity: 'task' as const, id })
 
 describe('row states', () => {
   test('rows beyond the capacity are forgotten, least recently written first, and then read back', () => {
     const rows = createRowStates(2)
-    rows.load('task', 'a', a)
-    rows.load('task', 'b', b)
-    rows.set('task', 'a', a, 0)
+    rows.load('task', 'a', state(a))
+    rows.load('task', 'b', state(b))
+    rows.set('task', 'a', state(a), 0)
     rows.release(0, [ref('a')])
-    rows.load('task', 'c', null)
+    rows.load('task', 'c', state(null))
     rows.endRun()
     expect(rows.retain([ref('a'), ref('b'), ref('c')])).toEqual([ref('b')])
-    expect(rows.get('task', 'a')).toEqual(a)
+    expect(rows.get('task', 'a').row).toEqual(a)
   })
 
   test('a row written by a batch in flight is kept past the capacity until that batch is released', () => {
     const rows = createRowStates(1)
-    rows.set('task', 'a', a, 0)
-    rows.set('task', 'b', b, 1)
-    rows.set('task', 'c', null, 1)
-    expect(rows.get('task', 'a')).toEqual(a)
+    rows.set('task', 'a', state(a), 0)
+    rows.set('task', 'b', state(b), 1)
+    rows.set('task', 'c', state(null), 1)
+    expect(rows.get('task', 'a').row).toEqual(a)
     rows.release(0, [ref('a')])
     expect(rows.retain([ref('a'), ref('b')])).toEqual([ref('a')])
   })
 
   test('a release by an earlier batch keeps the row pinned by a later one', () => {
     const rows = createRowStates(0)
-    rows.set('task', 'a', a, 0)
-    rows.set('task', 'a', { ...a, status: 'doing' }, 1)
+    rows.set('task', 'a', state(a), 0)
+    rows.set('task', 'a', state({ ...a, status: 'doing' }), 1)
     rows.release(0, [ref('a')])
-    expect(rows.get('task', 'a')).toEqual({ ...a, status: 'doing' })
+    expect(rows.get('task', 'a').row).toEqual({ ...a, status: 'doing' })
     rows.release(1, [ref('a')])
     expect(rows.size).toEqual({ recent: 0, retained: 0, pinned: 0 })
   })
 
   test('rows retained for a run outlive the capacity and their batches until the run ends, with their latest state', () => {
     const rows = createRowStates(2)
-    rows.load('task', 'a', a)
+    rows.load('task', 'a', state(a))
     expect(rows.retain([ref('a'), ref('b')])).toEqual([ref('b')])
-    rows.load('task', 'b', b)
-    rows.set('task', 'c', null, 0)
-    rows.set('task', 'd', null, 0)
-    rows.set('task', 'b', { ...b, status: 'todo' }, 0)
+    rows.load('task', 'b', state(b))
+    rows.set('task', 'c', state(null), 0)
+    rows.set('task', 'd', state(null), 0)
+    rows.set('task', 'b', state({ ...b, status: 'todo' }), 0)
     rows.release(0, [ref('c'), ref('d'), ref('b')])
-    expect(rows.get('task', 'a')).toEqual(a)
-    expect(rows.get('task', 'b')).toEqual({ ...b, status: 'todo' })
+    expect(rows.get('task', 'a').row).toEqual(a)
+    expect(rows.get('task', 'b').row).toEqual({ ...b, status: 'todo' })
     rows.endRun()
     expect(rows.retain([ref('a')])).toEqual([ref('a')])
   })
 
-  test('a truncate in flight makes every row of the entity known gone, and only that entity', () => {
+  test('a truncate in flight makes every row of the entity known gone, as of the truncate, and only that entity', () => {
     const rows = createRowStates(10)
-    rows.set('task', 'a', a, 0)
-    rows.load('task', 'b', b)
-    rows.load('workspace', 'w', { id: 'w' })
-    rows.truncate('task', 1)
-    expect(rows.get('task', 'a')).toBeNull()
-    expect(rows.get('task', 'b')).toBeNull()
+    rows.set('task', 'a', state(a), 0)
+    rows.load('task', 'b', state(b))
+    rows.load('workspace', 'w', state({ id: 'w' }))
+    rows.truncate('task', 1, 'E9')
+    expect(rows.get('task', 'a').row).toBeNull()
+    expect(rows.get('task', 'b').row).toBeNull()
     expect(rows.retain([ref('never-seen')])).toEqual([])
-    expect(rows.get('workspace', 'w')).toEqual({ id: 'w' })
+    // Each holds the truncate as its last event: a replayed event from before it changes nothing.
+    expect(rows.get('task', 'never-seen')).toEqual({ ...NEVER_SEEN, lastEventId: 'E9' })
+    expect(rows.get('task', 'b')).toEqual({ row: null, lifeCycle: null, lastEventId: 'E9' })
+    expect(rows.get('workspace', 'w').row).toEqual({ id: 'w' })
     rows.release(0, [ref('a')])
-    expect(rows.get('task', 'a')).toBeNull()
+    expect(rows.get('task', 'a').row).toBeNull()
     rows.release(1, [])
     rows.endRun()
     expect(rows.retain([ref('never-seen')])).toEqual([ref('never-seen')])

@@ -38,7 +38,9 @@ async function tableRows(table: 'tasks' | 'workspaces', workspace?: string): Pro
   return rows
 }
 
-const byId = (rows: Document[]) => new Map(rows.map(({ lastEventId: _, ...row }) => [row.id as string, row]))
+/** Rows by id, as the table has them: without their `lastEventId` and a task's life cycle, which are the connector's. */
+const byId = (rows: Document[]) =>
+  new Map(rows.map(({ lastEventId: _, statusSince: _since, timeInStatus: _time, statusVisits: _visits, ...row }) => [row.id as string, row]))
 
 async function ndjsonSnapshot(query = '') {
   const response = await fetch(`${base}/v1/api/ws/Snapshot${query}`, { headers: { accept: 'application/x-ndjson' } })
@@ -58,6 +60,8 @@ describe('the Snapshot', () => {
     expect(byId(json.tasks)).toEqual(await tableRows('tasks'))
     expect(byId(json.workspaces)).toEqual(await tableRows('workspaces'))
     expect(json.tasks.length).toBeGreaterThan(100)
+    // Each task carries its life cycle as stored (contract section 4).
+    for (const task of json.tasks) expect(Object.keys(task)).toEqual(expect.arrayContaining(['statusSince', 'timeInStatus', 'statusVisits']))
 
     const { header, tasks } = await ndjsonSnapshot()
     expect(header.lastEventId).toBe(json.lastEventId)

@@ -1,8 +1,11 @@
-// Event building alone: framing into batches, and the replay of events stored before a restart.
+// Event building alone: framing into batches, the replay of events stored before a restart, and the life
+// cycle across such a replay.
 
 import { describe, expect, test } from 'bun:test'
 import type { DecodedMessage } from '../../src/decode/types.ts'
 import type { TaskEvent } from '../../src/events/events.ts'
+import { LIFE_CYCLE, type WithLifeCycle } from '../../src/events/life-cycle.ts'
+import type { RowState } from '../../src/events/row-states.ts'
 import { type Batch, createEventBuilder } from '../../src/pipeline/build.ts'
 import type { MongoSink } from '../../src/sinks/mongo.ts'
 
@@ -10,14 +13,15 @@ const at = { schema: 'public', table: 'tasks', lsn: 1n }
 const task = (id: string, status: string) => ({ id, workspace_id: 'w', title: id, status })
 
 function transaction(commitLsn: bigint, changes: DecodedMessage[]): DecodedMessage[] {
-  const frame = { xid: Number(commitLsn), commitLsn, commitTime: '2026-12-01T00:00:00.000Z' }
+  // One millisecond of commit time per LSN unit: each transaction commits at its own time.
+  const frame = { xid: Number(commitLsn), commitLsn, commitTime: new Date(Date.parse('2026-12-01T00:00:00.000Z') + Number(commitLsn)).toISOString() }
   return [{ kind: 'begin', ...frame }, ...changes, { kind: 'commit', ...frame }]
 }
 
-function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000) {
+function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, rows = new Map<string, RowState>()) {
   const asked: string[][] = []
   const mongo: Pick<MongoSink, 'knownRows' | 'storedEvents' | 'highestEventId'> = {
-    knownRows: async () => new Map(),
+    knownRows: async (_entity, ids) => new Map(ids.filter((id) => rows.has(id)).map((id) => [id, rows.get(id)!])),
     async storedEvents(ids) {
       asked.push(ids)
       return new Map(stored.filter((event) => ids.includes(event.id)).map((event) => [event.id, event]))
@@ -57,6 +61,30 @@ describe('event building', () => {
     const [replayed] = await batchesOf(build, 1, messages)
     expect(asked).toEqual([[storedA.id]])
     expect(replayed!.events).toEqual([storedA, original!.events[1]!])
+  })
+
+  test('a replay after a crash republishes what was stored and times the next change exactly, MongoDB row ahead of the replay or behind it', async () => {
+    const moves = [0x100n, 0x200n, 0x300n, 0x400n].map((commitLsn, index) =>
+      transaction(commitLsn, [
+        index === 0
+          ? { ...at, kind: 'insert', row: task('a', 'todo') }
+          : { ...at, kind: 'update', row: task('a', ['todo', 'in_progress', 'blocked', 'done'][index]!), identity: null, unchangedToast: [] },
+      ]),
+    )
+    const original = (await batchesOf(builder().build, 1, moves.flat())).flatMap((batch) => batch.events) as (TaskEvent & WithLifeCycle)[]
+    const stateAfter = (event: TaskEvent & WithLifeCycle): RowState => ({ row: event.data, lifeCycle: event[LIFE_CYCLE]!, lastEventId: event.id })
+    // Stored: every event through 0x300; the slot confirmed through 0x100, so the replay starts at 0x200.
+    for (const row of [original[2]!, original[1]!]) {
+      const { build } = builder(original.slice(0, 3), 1_000, new Map([['a', stateAfter(row)]]))
+      await build.resync()
+      const replayed = (await batchesOf(build, 1, moves.slice(1).flat())).flatMap((batch) => batch.events) as (TaskEvent & WithLifeCycle)[]
+      expect(replayed).toEqual(original.slice(1))
+      expect(replayed.at(-1)!.transition).toEqual({ from: 'blocked', to: 'done', fromSince: original[2]!.commitTime, inFromMs: 0x100 })
+      expect(replayed.at(-1)![LIFE_CYCLE]).toEqual(original.at(-1)![LIFE_CYCLE]!)
+      expect(original.at(-1)![LIFE_CYCLE]).toEqual({
+        statusSince: original[3]!.commitTime, timeInStatus: { todo: 0x100, in_progress: 0x100, blocked: 0x100 }, statusVisits: { todo: 1, in_progress: 1, blocked: 1, done: 1 },
+      })
+    }
   })
 
   test('a key change is two events, and the replay index counts both: every later event of the transaction is sent as stored', async () => {

@@ -1,25 +1,15 @@
 // The MongoDB sink against a real server (FerretDB 1.24 on SQLite): a row never moves backwards, whoever
 // writes it and in whatever order the writes land; a replayed batch adds nothing.
 
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { MongoClient } from 'mongodb'
+import { describe, expect, test } from 'bun:test'
 import { TIMESTAMPS } from '../../src/decode/types.ts'
 import type { TaskEvent } from '../../src/events/events.ts'
+import { LIFE_CYCLE, type LifeCycle } from '../../src/events/life-cycle.ts'
 import { createMongoSink } from '../../src/sinks/mongo.ts'
-import { type FerretDb, startFerretDb } from '../support/ferretdb.ts'
+import { sharedFerretDb } from '../support/shared-ferretdb.ts'
 
-let ferret: FerretDb
-let client: MongoClient
+const shared = sharedFerretDb()
 let database = 0
-
-beforeAll(async () => {
-  ferret = await startFerretDb()
-  client = new MongoClient(ferret.url)
-}, 120_000)
-afterAll(async () => {
-  await client?.close()
-  await ferret?.close()
-}, 120_000)
 
 const taskEvent = (commit: number, status: string): TaskEvent => ({
   id: `${commit.toString(16).toUpperCase().padStart(16, '0')}-00000000`,
@@ -35,7 +25,7 @@ const taskEvent = (commit: number, status: string): TaskEvent => ({
 })
 
 /** A sink on a database of its own; each sink is a connector process's worth of memory. */
-const freshSink = (name: string) => createMongoSink(client, name)
+const freshSink = (name: string) => createMongoSink(shared.client, name)
 
 describe('MongoDB sink', () => {
   test('a later event replaces the row; an earlier one written afterwards, by this sink or another, leaves it alone', async () => {
@@ -52,19 +42,19 @@ describe('MongoDB sink', () => {
     await stale.writeBatch([taskEvent(0x100, 'todo')])
     await sink.writeBatch([taskEvent(0x400, 'done')])
     await stale.writeBatch([taskEvent(0x200, 'in_progress')])
-    const row = await client.db(name).collection('tasks').findOne({ _id: 't1' as never })
+    const row = await shared.client.db(name).collection('tasks').findOne({ _id: 't1' as never })
     expect(row).toMatchObject({ status: 'done', lastEventId: taskEvent(0x400, 'done').id, updatedAt: new Date('2026-12-01T00:00:00.000Z') })
-    expect(await client.db(name).collection('task_events').countDocuments()).toBe(4)
+    expect(await shared.client.db(name).collection('task_events').countDocuments()).toBe(4)
   })
 
   test('a batch written again, as a replay does, adds no event and changes no row', async () => {
     const name = `sink_${database++}`
     const batch = [taskEvent(0x100, 'todo'), { ...taskEvent(0x200, 'blocked'), taskId: 't2', data: { id: 't2', workspaceId: 'w1', status: 'blocked' } }]
     await freshSink(name).writeBatch(batch)
-    const before = await client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()
+    const before = await shared.client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()
     await freshSink(name).writeBatch(batch)
-    expect(await client.db(name).collection('task_events').countDocuments()).toBe(2)
-    expect(await client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()).toEqual(before)
+    expect(await shared.client.db(name).collection('task_events').countDocuments()).toBe(2)
+    expect(await shared.client.db(name).collection('tasks').find().sort({ _id: 1 }).toArray()).toEqual(before)
   })
 
   test("each row's own timestamps are dates, whatever other rows hold; an event read back is written with the same types", async () => {
@@ -75,10 +65,10 @@ describe('MongoDB sink', () => {
     later.data = { ...later.data!, id: 't2', startedAt: '2026-12-02T08:00:00.000Z', [TIMESTAMPS]: ['updatedAt', 'startedAt'] }
     const workspace: TaskEvent = { ...taskEvent(0x300, 'x'), type: 'workspace.updated', taskId: null, data: { id: 'w1', startedAt: 'not a time' } }
     await sink.writeBatch([taskEvent(0x100, 'todo'), later, workspace])
-    const tasks = client.db(name).collection('tasks')
+    const tasks = shared.client.db(name).collection('tasks')
     expect((await tasks.findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
-    expect((await client.db(name).collection('workspaces').findOne({ _id: 'w1' as never }))!.startedAt).toBe('not a time')
-    const stored = await client.db(name).collection('task_events').findOne({ _id: later.id as never })
+    expect((await shared.client.db(name).collection('workspaces').findOne({ _id: 'w1' as never }))!.startedAt).toBe('not a time')
+    const stored = await shared.client.db(name).collection('task_events').findOne({ _id: later.id as never })
     expect(stored!.data.startedAt).toBeInstanceOf(Date)
     expect(Object.keys(stored!.data).sort()).toEqual(Object.keys(later.data!).sort())
 
@@ -86,7 +76,33 @@ describe('MongoDB sink', () => {
     expect(replayed!.data).toEqual(later.data!)
     const other = `sink_${database++}`
     await freshSink(other).writeBatch([replayed!])
-    expect((await client.db(other).collection('tasks').findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
+    expect((await shared.client.db(other).collection('tasks').findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
+  })
+
+  test("a task's life cycle is written beside its row and read back beside it, never in it; a tombstone keeps it", async () => {
+    const name = `sink_${database++}`
+    const sink = freshSink(name)
+    const lifeCycle: LifeCycle = { statusSince: '2026-12-01T00:00:09.250Z', timeInStatus: { todo: 9_250 }, statusVisits: { todo: 1, in_progress: 1 } }
+    await sink.writeBatch([{ ...taskEvent(0x100, 'in_progress'), [LIFE_CYCLE]: lifeCycle } as TaskEvent])
+    const stored = await shared.client.db(name).collection('tasks').findOne({ _id: 't1' as never })
+    expect(stored).toMatchObject({ statusSince: new Date(lifeCycle.statusSince!), timeInStatus: lifeCycle.timeInStatus, statusVisits: lifeCycle.statusVisits })
+    const [state] = (await sink.knownRows('task', ['t1'])).values()
+    expect(state).toEqual({ row: taskEvent(0x100, 'in_progress').data, lifeCycle, lastEventId: taskEvent(0x100, 'in_progress').id })
+    expect(Object.keys(state!.row!)).not.toContain('statusSince')
+    const history = await shared.client.db(name).collection('task_events').findOne({ _id: taskEvent(0x100, 'in_progress').id as never })
+    expect(Object.keys(history!).filter((key) => /status|lifeCycle/i.test(key))).toEqual([])
+
+    const closed: LifeCycle = { statusSince: null, timeInStatus: { todo: 9_250, in_progress: 750 }, statusVisits: lifeCycle.statusVisits }
+    const deletion = { ...taskEvent(0x200, 'in_progress'), type: 'task.deleted' as const, data: null, previous: state!.row, [LIFE_CYCLE]: closed }
+    await sink.writeBatch([deletion])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: null, lifeCycle: closed, lastEventId: deletion.id }]]))
+    // An event that brings none (not built by this process) leaves the stored life cycle as it is.
+    const reloaded = { ...taskEvent(0x300, 'done'), source: 'initial' as const, type: 'task.snapshot' as const }
+    await freshSink(name).writeBatch([reloaded])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: reloaded.data, lifeCycle: closed, lastEventId: reloaded.id }]]))
+    const gone = { ...taskEvent(0x400, 'done'), type: 'task.deleted' as const, data: null, previous: reloaded.data }
+    await freshSink(name).writeBatch([gone])
+    expect(await sink.knownRows('task', ['t1'])).toEqual(new Map([['t1', { row: null, lifeCycle: closed, lastEventId: gone.id }]]))
   })
 
   test('batches whose rows are written out of order (forced) leave every row at its newest event and the history whole', async () => {
@@ -111,13 +127,13 @@ describe('MongoDB sink', () => {
       for (const events of batches) await sink.writeHistory(events)
       if (concurrently) await Promise.all(order.map((index) => sink.writeState(batches[index]!)))
       else for (const index of order) await sink.writeState(batches[index]!)
-      const rows = await client.db(name).collection<{ _id: string; lastEventId: string; status: string; deleted?: boolean }>('tasks').find().sort({ _id: 1 }).toArray()
+      const rows = await shared.client.db(name).collection<{ _id: string; lastEventId: string; status: string; deleted?: boolean }>('tasks').find().sort({ _id: 1 }).toArray()
       expect(rows.map(({ _id, lastEventId, status, deleted }) => ({ _id, lastEventId, status, deleted: deleted ?? false }))).toEqual(
         [...newest.values()]
           .sort((a, b) => (a.taskId! < b.taskId! ? -1 : 1))
           .map((event) => ({ _id: event.taskId!, lastEventId: event.id, status: (event.data ?? event.previous)!.status as string, deleted: !event.data })),
       )
-      const history = await client.db(name).collection<{ _id: string }>('task_events').find({}, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray()
+      const history = await shared.client.db(name).collection<{ _id: string }>('task_events').find({}, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray()
       expect(history.map(({ _id }) => _id)).toEqual(batches.flat().map((event) => event.id).sort())
     }
   })

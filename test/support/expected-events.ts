@@ -121,7 +121,7 @@ export type ExpectedEvent = {
   data: EventRow | null
   previous: EventRow | null
   changed?: string[]
-  transition?: { from: string | null; to: string | null }
+  transition?: { from: string | null; to: string | null; fromSince: string | null; inFromMs: number | null }
   unchangedToast?: string[]
 }
 
@@ -134,12 +134,15 @@ const VERB = { insert: 'created', update: 'updated', delete: 'deleted' } as cons
  */
 export function* expectedEvents(changes: Iterable<RowChangeFacts>): Generator<ExpectedEvent> {
   const state = new Map<string, EventRow>()
+  // When each task entered its status, for rows the changes created (a row found already there: unknown).
+  const statusSince = new Map<string, string>()
   // The state each row had when it was deleted: a key change's creation fills unlogged columns from it.
   const deleted = new Map<string, EventRow | null>()
   for (const change of changes) {
     const base = { id: change.id, source: 'cdc' as const, lsn: change.lsn, xid: change.xid, commitTime: change.commitTime }
     if (change.kind === 'truncate') {
       for (const key of state.keys()) if (key.startsWith(`${change.table}:`)) state.delete(key)
+      for (const key of statusSince.keys()) if (key.startsWith(`${change.table}:`)) statusSince.delete(key)
       yield { ...base, type: `${change.table}.truncated`, workspaceId: null, taskId: null, data: null, previous: null }
       continue
     }
@@ -166,7 +169,12 @@ export function* expectedEvents(changes: Iterable<RowChangeFacts>): Generator<Ex
       event.workspaceId = ((data ?? previous ?? change.row)?.workspaceId as string | undefined) ?? null
       const from = change.kind === 'insert' ? null : previous ? (previous.status as string) : undefined
       const to = data ? (data.status as string) : null
-      if (from !== undefined && from !== to) event.transition = { from, to }
+      if (from !== undefined && from !== to) {
+        const fromSince = from === null ? null : (statusSince.get(key) ?? null)
+        event.transition = { from, to, fromSince, inFromMs: fromSince === null ? null : Date.parse(change.commitTime) - Date.parse(fromSince) }
+        if (to === null) statusSince.delete(key)
+        else statusSince.set(key, change.commitTime)
+      }
     } else event.workspaceId = change.rowId
     yield event
   }

@@ -49,6 +49,19 @@ const DEFAULT_SETTINGS: PostgresSettings = {
   TimeZone: 'UTC',
 }
 
+/** A cluster that records when each transaction committed, for `commitTimeOf`: a setting read only at server start. */
+export const COMMIT_TIMESTAMPS: PostgresSettings = { track_commit_timestamp: 'on' }
+
+/**
+ * When PostgreSQL says transaction `xid` committed, as ISO-8601 UTC with its microseconds cut to milliseconds, as
+ * the events cut them. Needs a cluster started with COMMIT_TIMESTAMPS (`now()` is the transaction's start, not this).
+ */
+export async function commitTimeOf(sql: postgres.Sql, xid: number): Promise<string> {
+  const [row] = await sql`select floor(extract(epoch from pg_xact_commit_timestamp(${String(xid)}::xid)) * 1000)::int8 as ms`
+  if (row?.ms == null) throw new Error(`no commit timestamp for xid ${xid} (is track_commit_timestamp on?)`)
+  return new Date(Number(row.ms)).toISOString()
+}
+
 const live = new Set<PostgresServer>()
 process.on('exit', () => {
   for (const server of live) stopNow(server.dataDir)

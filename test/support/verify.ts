@@ -286,7 +286,8 @@ export type StateDifference = {
   counts: { missing: number; different: number; extra: number; withoutTombstone: number; wrongLastEvent: number }
 }
 
-const STATE_FIELDS = new Set(['_id', 'lastEventId', 'deleted'])
+// The connector's own fields of a document, not the row's (a task's life cycle is checked by test/life-cycle.test.ts).
+const STATE_FIELDS = new Set(['_id', 'lastEventId', 'deleted', 'statusSince', 'timeInStatus', 'statusVisits'])
 
 function describeValue(value: unknown): string {
   return value instanceof Date ? value.toISOString() : JSON.stringify(value)?.slice(0, 80) ?? 'undefined'
