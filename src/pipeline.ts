@@ -71,6 +71,7 @@ export function createPipeline(options: PipelineOptions) {
     maxBatchEvents: options.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS,
     rowCacheSize: options.rowCacheSize ?? DEFAULT_ROW_CACHE,
     onMessage: options.onMessage,
+    landed: () => commit.committed(),
   })
   const commit = createCommit({
     source,

@@ -4,7 +4,8 @@
 // - each row's `previous` and life cycle are its state after every earlier event: a row written by a batch
 //   stays pinned until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
 // - an event stored before a restart (its id at or below the highest stored at the last `resync`) is sent
-//   again as it was stored, never rebuilt; one the row's state already holds leaves that state alone;
+//   again as it was stored, never rebuilt; so is one of a transaction re-sent from its begin after a
+//   reconnect, once what was built of it has `landed`; one the row's state already holds leaves that state alone;
 // - a batch holds at most `maxBatchEvents` events (one more when a key change's two events meet the limit:
 //   they travel together), and its `lastSeq` covers every message it was built from.
 
@@ -34,6 +35,8 @@ export type EventBuilderOptions = {
   rowCacheSize: number
   /** Called with every logical message, in stream order. */
   onMessage?(prefix: string, content: string): void
+  /** Resolves once every batch handed over so far is durable. */
+  landed(): Promise<void>
 }
 
 export type EventBuilder = ReturnType<typeof createEventBuilder>
@@ -48,8 +51,11 @@ export function createEventBuilder(options: EventBuilderOptions) {
   // Transaction being read, and the ordinal of its next change.
   let transaction: TransactionInfo | null = null
   let ordinal = 0
+  // Commit LSN of the transaction begun and not committed yet in the stream.
+  let open: Lsn | null = null
   // Events with an id at or below this were stored before a restart: they are republished as stored.
   let replayThrough = ''
+  const readReplayPoint = () => retryMongo(async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
 
   const emptyBatch = (): Batch => ({ number: batchNumber, events: [], lastSeq: NO_MESSAGE, commitLsn: null })
 
@@ -96,13 +102,13 @@ export function createEventBuilder(options: EventBuilderOptions) {
      */
     async resync() {
       rows.forgetRecent()
-      await retryMongo(async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
+      await readReplayPoint()
     },
 
     /** Turns a run of messages (message i has sequence number `firstSeq + i`) into batches, handing each to `send` in order. */
     async build(firstSeq: number, messages: DecodedMessage[], send: (batch: Batch) => Promise<void>) {
       await retainKnownRows(rows, messages, options)
-      const stored = await storedEventsOf(messages)
+      let stored = await storedEventsOf(messages)
       let batch = emptyBatch()
       const handOver = async () => {
         const full = batch
@@ -114,11 +120,21 @@ export function createEventBuilder(options: EventBuilderOptions) {
         const message = messages[index]!
         switch (message.kind) {
           case 'begin':
+            // The open transaction again from its begin: a new stream re-sends one it cut short. What was built
+            // of it lands first, then is sent again as stored, never rebuilt from the rows' later states.
+            if (open === message.commitLsn) {
+              if (batch.events.length) await handOver()
+              await options.landed()
+              await readReplayPoint()
+              stored = await storedEventsOf(messages.slice(index))
+            }
             transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
             ordinal = 0
+            open = message.commitLsn
             break
           case 'commit':
             batch.commitLsn = message.commitLsn
+            open = null
             break
           case 'message':
             options.onMessage?.(message.prefix, message.content)

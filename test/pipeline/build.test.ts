@@ -28,7 +28,7 @@ function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, rows = new Ma
     },
     highestEventId: async () => stored.at(-1)?.id ?? null,
   }
-  return { build: createEventBuilder({ mongo, retryMongo: (work) => work(), maxBatchEvents, rowCacheSize: 10 }), asked }
+  return { build: createEventBuilder({ mongo, retryMongo: (work) => work(), maxBatchEvents, rowCacheSize: 10, landed: async () => {} }), asked }
 }
 
 async function batchesOf(build: ReturnType<typeof builder>['build'], firstSeq: number, messages: DecodedMessage[]) {
