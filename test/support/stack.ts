@@ -15,7 +15,7 @@ import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
  */
 export const PROGRAM_COMMAND = process.env.TC_BINARY ? [resolve(process.env.TC_BINARY)] : [process.execPath, join(import.meta.dir, '../../src/cli.ts')]
 export const TOPIC = 'taskTopic'
-/** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (README, "Memory"). */
+/** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (docs/configuration.md, "Memory"). */
 export const CONNECTOR_MEMORY_ENV = { BUN_JSC_forceRAMSize: String(128 * 1024 * 1024) }
 export const MONGO_DATABASE = 'task_connector'
 const STOP_GRACE_MS = 30_000
