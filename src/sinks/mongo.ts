@@ -5,10 +5,13 @@
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
 // Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
 // FerretDB 1.24 both support, and writes one batch at a time (the caller's part: see `writeBatch`).
+// An event over MongoDB's document limit is stored as a copy that leaves its largest values out
+// (events/omit.ts, `storedCopy`); so is a row, should its own document be over the limit.
 
-import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
+import { BSON, type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
+import { fitEvent } from '../events/omit.ts'
 import { Unreachable } from '../unreachable.ts'
 
 export const COLLECTIONS = {
@@ -29,6 +32,8 @@ const MAX_UPDATES_PER_COMMAND = 50
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
 const KNOWN_WRITES = 10_000
+// MongoDB's limit on one document (maxBsonObjectSize), which FerretDB keeps too.
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 export type Checkpoint = {
   slot: string
@@ -56,11 +61,6 @@ export function createMongoSink(client: MongoClient, database: string) {
   const collection = <T extends Document>(name: string) => db.collection<T>(name)
   const events = collection<Document & { _id: string }>(COLLECTIONS.events)
   const checkpoints = collection<Document & { _id: string }>(COLLECTIONS.checkpoints)
-
-  function eventDocument(event: TaskEvent): Document {
-    const { id, commitTime, data, previous, ...rest } = event
-    return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
-  }
 
   // Events this sink read back from `task_events` (a replay republishes them): not inserted again, since a
   // duplicate key costs FerretDB a transaction per document.
@@ -97,18 +97,18 @@ export function createMongoSink(client: MongoClient, database: string) {
    * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once;
    * any other is inserted first, and a duplicate key names a row that exists and gets the guarded replace.
    */
-  async function applyRows(run: TaskEvent[]) {
-    const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
-    for (const event of run) {
+  async function applyRows(run: TaskEvent[], copies: TaskEvent[]) {
+    const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent; oversized: boolean }>()
+    run.forEach((event, index) => {
       const key = eventRowKey(event)
-      if (key) latest.set(`${key.entity}:${key.id}`, { name: ENTITY_COLLECTION[key.entity], id: key.id, event })
-    }
+      if (key) latest.set(`${key.entity}:${key.id}`, { name: ENTITY_COLLECTION[key.entity], id: key.id, event, oversized: copies[index] !== event })
+    })
     await Promise.all(
       (['tasks', 'workspaces'] as const).map(async (name) => {
         const rows = [...latest.values()].filter((row) => row.name === name)
         if (!rows.length) return
         const target = collection<StateDocument>(name)
-        const writes = new Map(rows.map(({ id, event }) => [id, rowWrite(id, event)]))
+        const writes = new Map(rows.map(({ id, event, oversized }) => [id, rowWrite(id, event, oversized)]))
         const update: string[] = []
         const unknown: StateDocument[] = []
         for (const [id, { document }] of writes) {
@@ -124,16 +124,6 @@ export function createMongoSink(client: MongoClient, database: string) {
         for (const [id, { document }] of writes) rememberWritten(name, id, document.lastEventId)
       }),
     )
-  }
-
-  /**
-   * The row as stored after the event: its data, or a tombstone keeping the last known state. An event that
-   * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
-   * those columns stays.
-   */
-  function rowWrite(id: string, event: TaskEvent): RowWrite {
-    if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
-    return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
   }
 
   /** The write of a row that exists, applied only where the stored `lastEventId` is older. */
@@ -156,16 +146,16 @@ export function createMongoSink(client: MongoClient, database: string) {
     }
   }
 
-  async function applyState(batch: TaskEvent[]) {
+  async function applyState(batch: TaskEvent[], copies: TaskEvent[]) {
     let runStart = 0
     for (let i = 0; i < batch.length; i++) {
       const truncated = TRUNCATED_COLLECTION[batch[i]!.type]
       if (!truncated) continue
-      await applyRows(batch.slice(runStart, i))
+      await applyRows(batch.slice(runStart, i), copies.slice(runStart, i))
       await tombstoneOlderThan(truncated, batch[i]!.id)
       runStart = i + 1
     }
-    await applyRows(batch.slice(runStart))
+    await applyRows(batch.slice(runStart), copies.slice(runStart))
   }
 
   /** Every live row whose last event is older than `eventId` becomes a tombstone (a truncate, or the end of a load). */
@@ -190,11 +180,12 @@ export function createMongoSink(client: MongoClient, database: string) {
      * Rows come second, and batches must be written one after the other, so that a row never holds a state
      * whose event is not stored: after a crash the replay finds every event up to a row's `lastEventId` in
      * the history, and takes it from there rather than rebuilding it from a row that is already ahead.
+     * `copies` are the events as `task_events` holds them (`storedCopy`); the rows are the events' own.
      */
-    async writeBatch(batch: TaskEvent[]) {
+    async writeBatch(batch: TaskEvent[], copies: TaskEvent[] = batch.map(storedCopy)) {
       if (!batch.length) return
-      await insertEvents(batch)
-      await applyState(batch)
+      await insertEvents(copies)
+      await applyState(batch, copies)
     },
 
     tombstoneOlderThan,
@@ -234,6 +225,36 @@ export function createMongoSink(client: MongoClient, database: string) {
       await checkpoints.updateOne({ _id: slot }, { $set: { ...fields, updatedAt: new Date() } }, { upsert: true })
     },
   }
+}
+
+function eventDocument(event: TaskEvent): Document {
+  const { id, commitTime, data, previous, ...rest } = event
+  return { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+}
+
+/**
+ * The event as `task_events` holds it: the event itself, or, when its document is over MAX_DOCUMENT_BYTES,
+ * a copy with its largest values left out and named in `omitted`. The Stream serves this copy.
+ */
+export function storedCopy(event: TaskEvent): TaskEvent {
+  return fitEvent(event, (candidate) => BSON.calculateObjectSize(eventDocument(candidate)), MAX_DOCUMENT_BYTES)
+}
+
+/**
+ * The row as stored after the event: its data, or a tombstone keeping the last known state. An event that
+ * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
+ * those columns stays. A row over MAX_DOCUMENT_BYTES leaves its largest values out, as its event does.
+ */
+function rowWrite(id: string, event: TaskEvent, oversized: boolean): RowWrite {
+  const write = wholeRowWrite(id, event)
+  if (!oversized || BSON.calculateObjectSize(write.document) <= MAX_DOCUMENT_BYTES) return write
+  const row: TaskEvent = event.data ? { ...event, previous: null } : { ...event, data: null }
+  return wholeRowWrite(id, fitEvent(row, (candidate) => BSON.calculateObjectSize(wholeRowWrite(id, candidate).document), MAX_DOCUMENT_BYTES))
+}
+
+function wholeRowWrite(id: string, event: TaskEvent): RowWrite {
+  if (event.data) return { document: { ...toDocument(event.data), _id: id, lastEventId: event.id }, partial: !!event.unchangedToast?.length }
+  return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
 }
 
 /** Documents by _id, `IDS_PER_LOOKUP` in one `$in` query, one query at a time. */
