@@ -3,7 +3,7 @@
 // reaches a store itself. An idle connector learns of an outage here rather than from its next batch.
 
 import type { Logger } from '../log.ts'
-import { withDeadline } from '../pipeline.ts'
+import { withDeadline } from '../retry.ts'
 
 // Kubernetes probes every 10 s by default: a check every 5 s answers each probe with a fresh result.
 export const CHECK_INTERVAL_MS = 5_000
