@@ -3,16 +3,37 @@
 // - pinned: written by a batch still in flight, until that batch is durable (MongoDB may not hold it yet);
 // - retained: needed by the run of messages being turned into events, until the run ends (so that nothing
 //   the run brings in pushes them out before their turn);
-// - recent: the most recently used `capacity` others. A row that is none of these is read from MongoDB.
+// - recent: the most recently used others, at most `capacity` rows weighing at most `maxBytes` (a few rows
+//   of megabytes weigh as much as thousands of ordinary ones). A row that is none of these is read from MongoDB.
+// Pinned rows are bounded by the batches in flight, retained ones by the run the caller builds at once
+// (`retainedBytes` tells it what they weigh).
 
 import type { Entity, EventRow } from './events.ts'
 
 export type RowStates = ReturnType<typeof createRowStates>
 export type RowRef = { entity: Entity; id: string }
 
-export function createRowStates(capacity: number) {
-  const recent = new Map<string, EventRow | null>()
-  const retained = new Map<string, EventRow | null>()
+// What a value costs beside its text: a field's slot, a number, a small object's header (a round figure).
+const VALUE_OVERHEAD_BYTES = 16
+
+/** What a row weighs in memory, about: its text, and a round figure for each value besides. */
+export function rowBytes(row: EventRow | null): number {
+  return row ? valueBytes(row) : VALUE_OVERHEAD_BYTES
+}
+
+function valueBytes(value: unknown): number {
+  if (typeof value === 'string') return value.length + VALUE_OVERHEAD_BYTES
+  if (typeof value !== 'object' || value === null) return VALUE_OVERHEAD_BYTES
+  let bytes = VALUE_OVERHEAD_BYTES
+  for (const key in value) bytes += key.length + valueBytes((value as Record<string, unknown>)[key])
+  return bytes
+}
+
+export function createRowStates(capacity: number, maxBytes = Infinity) {
+  const recent = new Map<string, { row: EventRow | null; bytes: number }>()
+  let recentBytes = 0
+  const retained = new Map<string, { row: EventRow | null; bytes: number }>()
+  let retainedBytes = 0
   /** Rows written by batches in flight, with the number of the last batch that wrote each. */
   const pinned = new Map<string, { row: EventRow | null; batch: number }>()
   /** Entities truncated by a batch in flight, with its number: none of their rows is read from MongoDB. */
@@ -22,16 +43,27 @@ export function createRowStates(capacity: number) {
   function known(key: string): { row: EventRow | null } | null {
     const inFlight = pinned.get(key)
     if (inFlight) return inFlight
-    if (retained.has(key)) return { row: retained.get(key)! }
-    if (recent.has(key)) return { row: recent.get(key)! }
-    return null
+    return retained.get(key) ?? recent.get(key) ?? null
   }
 
-  function remember(key: string, row: EventRow | null) {
+  function forget(key: string) {
+    const entry = recent.get(key)
+    if (!entry) return
     recent.delete(key)
-    recent.set(key, row)
-    if (recent.size > capacity) recent.delete(recent.keys().next().value!)
-    if (retained.has(key)) retained.set(key, row)
+    recentBytes -= entry.bytes
+  }
+
+  function remember(key: string, row: EventRow | null, bytes = rowBytes(row)) {
+    forget(key)
+    recent.set(key, { row, bytes })
+    recentBytes += bytes
+    while (recent.size > capacity || (recentBytes > maxBytes && recent.size)) forget(recent.keys().next().value!)
+    if (retained.has(key)) retain(key, row, bytes)
+  }
+
+  function retain(key: string, row: EventRow | null, bytes = rowBytes(row)) {
+    retainedBytes += bytes - (retained.get(key)?.bytes ?? 0)
+    retained.set(key, { row, bytes })
   }
 
   return {
@@ -45,7 +77,7 @@ export function createRowStates(capacity: number) {
         const key = keyOf(ref.entity, ref.id)
         if (retained.has(key)) continue
         const state = known(key) ?? (truncatedBy.has(ref.entity) ? { row: null } : null)
-        if (state) retained.set(key, state.row)
+        if (state) retain(key, state.row)
         else missing.push(ref)
       }
       return missing
@@ -53,11 +85,18 @@ export function createRowStates(capacity: number) {
 
     endRun() {
       retained.clear()
+      retainedBytes = 0
+    },
+
+    /** What the rows retained for the run weigh (see `rowBytes`). */
+    get retainedBytes() {
+      return retainedBytes
     },
 
     /** Forgets what is not pinned: another process may have changed those rows in MongoDB since. */
     forgetRecent() {
       recent.clear()
+      recentBytes = 0
     },
 
     /** The row's state; null for a deleted row, or one never seen. */
@@ -68,8 +107,9 @@ export function createRowStates(capacity: number) {
     /** State read from MongoDB (null: not there, or a tombstone). */
     load(entity: Entity, id: string, row: EventRow | null) {
       const key = keyOf(entity, id)
-      retained.set(key, row)
-      remember(key, row)
+      const bytes = rowBytes(row)
+      retain(key, row, bytes)
+      remember(key, row, bytes)
     },
 
     /** State left by an event of batch `batch`: pinned until `release(batch, …)`. */
@@ -91,13 +131,14 @@ export function createRowStates(capacity: number) {
     /** A truncate in batch `batch`: every row of the entity is gone. */
     truncate(entity: Entity, batch: number) {
       const prefix = entity + ':'
-      for (const states of [recent, retained]) for (const key of states.keys()) if (key.startsWith(prefix)) states.set(key, null)
+      for (const key of retained.keys()) if (key.startsWith(prefix)) retain(key, null)
+      for (const key of [...recent.keys()]) if (key.startsWith(prefix)) remember(key, null)
       for (const [key, state] of pinned) if (key.startsWith(prefix)) state.row = null
       truncatedBy.set(entity, batch)
     },
 
     get size() {
-      return { recent: recent.size, retained: retained.size, pinned: pinned.size }
+      return { recent: recent.size, recentBytes, retained: retained.size, pinned: pinned.size }
     },
   }
 }

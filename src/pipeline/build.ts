@@ -5,18 +5,22 @@
 //   until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
 // - an event stored before a restart (its id at or below the highest stored at the last `resync`) is sent
 //   again as it was stored, never rebuilt;
-// - a batch holds at most `maxBatchEvents` events, and its `lastSeq` covers every message it was built from.
+// - a batch holds at most `maxBatchEvents` events and is cut once its events weigh `maxBatchBytes` (as built:
+//   their JSON), and its `lastSeq` covers every message it was built from;
+// - the rows a run needs are held (and read from MongoDB) a part of the run at a time, each part's about
+//   `maxRunRowBytes`: an update of many large rows holds a few of them at once, not all;
+// - each event is encoded for the sinks once, as it is built (pipeline/encode.ts).
 
 import type { DecodedMessage, RowChange } from '../decode/types.ts'
 import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from '../events/events.ts'
 import { type RowRef, type RowStates, createRowStates } from '../events/row-states.ts'
 import { type Lsn, lsnToHex16 } from '../replication/lsn.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
+import { type EncodedEvents, noEvents } from './encode.ts'
 
-export type Batch = {
+export type Batch = EncodedEvents & {
   /** The batch's place in the stream: the rows it writes stay pinned under it until it is settled. */
   number: number
-  events: TaskEvent[]
   /** Sequence number of the last source message the batch covers: acknowledged once the batch is done. */
   lastSeq: number
   /** Commit LSN of the last transaction the batch completes, if it completes one. */
@@ -28,8 +32,14 @@ export type EventBuilderOptions = {
   /** Runs a MongoDB read until it succeeds. */
   retryMongo(work: () => Promise<void>): Promise<void>
   maxBatchEvents: number
-  /** Rows whose state is kept in memory besides those pinned by batches in flight. */
+  maxBatchBytes: number
+  /** What the rows held for one part of a run may weigh (rows/row-states.ts's `rowBytes`). */
+  maxRunRowBytes: number
+  /** Rows whose state is kept in memory besides those pinned by batches in flight, and what they may weigh. */
   rowCacheSize: number
+  rowCacheBytes: number
+  /** Adds a built event to a batch, encoded for the sinks (pipeline/encode.ts). */
+  encode(batch: EncodedEvents, event: TaskEvent): void
   /** Called with every logical message, in stream order. */
   onMessage?(prefix: string, content: string): void
 }
@@ -37,10 +47,14 @@ export type EventBuilderOptions = {
 export type EventBuilder = ReturnType<typeof createEventBuilder>
 
 const NO_MESSAGE = -1
+// Ids in a part's first MongoDB lookup of rows, before their weight is known: 16 rows of a megabyte at most.
+const FIRST_LOOKUP_IDS = 16
+// And at most in any lookup, once rows turn out light: one round trip for a typical run's rows.
+const MAX_LOOKUP_IDS = 500
 
 export function createEventBuilder(options: EventBuilderOptions) {
-  const { mongo, retryMongo, maxBatchEvents } = options
-  const rows = createRowStates(options.rowCacheSize)
+  const { mongo, retryMongo, maxBatchEvents, maxBatchBytes } = options
+  const rows = createRowStates(options.rowCacheSize, options.rowCacheBytes)
   // Number of the batch being built.
   let batchNumber = 0
   // Transaction being read, and the ordinal of its next change.
@@ -49,7 +63,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
   // Events with an id at or below this were stored before a restart: they are republished as stored.
   let replayThrough = ''
 
-  const emptyBatch = (): Batch => ({ number: batchNumber, events: [], lastSeq: NO_MESSAGE, commitLsn: null })
+  const emptyBatch = (): Batch => ({ number: batchNumber, ...noEvents(), lastSeq: NO_MESSAGE, commitLsn: null })
 
   /** The events of the run that were stored before a restart, by id. */
   async function storedEventsOf(messages: DecodedMessage[]): Promise<Map<string, TaskEvent>> {
@@ -83,8 +97,6 @@ export function createEventBuilder(options: EventBuilderOptions) {
 
     /** Turns a run of messages (message i has sequence number `firstSeq + i`) into batches, handing each to `send` in order. */
     async build(firstSeq: number, messages: DecodedMessage[], send: (batch: Batch) => Promise<void>) {
-      await retainKnownRows(rows, messages, options)
-      const stored = await storedEventsOf(messages)
       let batch = emptyBatch()
       const handOver = async () => {
         const full = batch
@@ -92,27 +104,32 @@ export function createEventBuilder(options: EventBuilderOptions) {
         batch = emptyBatch()
         await send(full)
       }
-      for (let index = 0; index < messages.length; index++) {
-        const message = messages[index]!
-        switch (message.kind) {
-          case 'begin':
-            transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
-            ordinal = 0
-            break
-          case 'commit':
-            batch.commitLsn = message.commitLsn
-            break
-          case 'message':
-            options.onMessage?.(message.prefix, message.content)
-            break
-          default:
-            batch.events.push(eventFor(message, stored))
+      const part = { end: 0, inserted: new Set<string>() }
+      for (let start = 0; start < messages.length; start = part.end) {
+        await retainPart(rows, messages, part, options)
+        const stored = await storedEventsOf(messages.slice(start, part.end))
+        for (let index = start; index < part.end; index++) {
+          const message = messages[index]!
+          switch (message.kind) {
+            case 'begin':
+              transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
+              ordinal = 0
+              break
+            case 'commit':
+              batch.commitLsn = message.commitLsn
+              break
+            case 'message':
+              options.onMessage?.(message.prefix, message.content)
+              break
+            default:
+              options.encode(batch, eventFor(message, stored))
+          }
+          batch.lastSeq = firstSeq + index
+          if (batch.events.length >= maxBatchEvents || batch.bytes >= maxBatchBytes) await handOver()
         }
-        batch.lastSeq = firstSeq + index
-        if (batch.events.length >= maxBatchEvents) await handOver()
+        rows.endRun()
       }
       if (batch.lastSeq !== NO_MESSAGE) await handOver()
-      rows.endRun()
     },
 
     /** The batch is durable: the rows it wrote last are read from MongoDB again when pushed out of memory. */
@@ -130,11 +147,27 @@ function* rowsOf(events: TaskEvent[]) {
 }
 
 /**
- * Holds the state of every row these messages update or delete until the run is built, reading from
- * MongoDB those that are not in memory.
+ * Holds the state of the rows the next part of the run updates or deletes, reading from MongoDB those not in
+ * memory, and moves `part.end` past it: the part ends once its rows weigh `maxRunRowBytes` (it has one
+ * message at least). Lookups grow from FIRST_LOOKUP_IDS as the rows turn out light.
  */
-async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mongo, retryMongo }: Pick<EventBuilderOptions, 'mongo' | 'retryMongo'>) {
-  const missing = rows.retain(rowsNeeded(messages))
+async function retainPart(rows: RowStates, messages: DecodedMessage[], part: { end: number; inserted: Set<string> }, options: EventBuilderOptions) {
+  const start = part.end
+  let lookupIds = FIRST_LOOKUP_IDS
+  while (part.end < messages.length && (part.end === start || rows.retainedBytes < options.maxRunRowBytes)) {
+    const missing: RowRef[] = []
+    for (; part.end < messages.length && missing.length < lookupIds && rows.retainedBytes < options.maxRunRowBytes; part.end++) {
+      const needed = rowNeeded(messages[part.end]!, part.inserted)
+      if (needed) missing.push(...rows.retain([needed]))
+    }
+    const before = rows.retainedBytes
+    await loadRows(rows, missing, options)
+    const average = missing.length ? (rows.retainedBytes - before) / missing.length : 0
+    lookupIds = average ? Math.max(1, Math.min(MAX_LOOKUP_IDS, Math.floor((options.maxRunRowBytes - rows.retainedBytes) / average))) : MAX_LOOKUP_IDS
+  }
+}
+
+async function loadRows(rows: RowStates, missing: RowRef[], { mongo, retryMongo }: Pick<EventBuilderOptions, 'mongo' | 'retryMongo'>) {
   await Promise.all(
     (['task', 'workspace'] as const).map(async (entity) => {
       const ids = [...new Set(missing.filter((ref) => ref.entity === entity).map((ref) => ref.id))]
@@ -146,18 +179,13 @@ async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mo
   )
 }
 
-/** The rows whose state from before the run the messages need: those they update or delete, unless inserted earlier in the run. */
-function rowsNeeded(messages: DecodedMessage[]): RowRef[] {
-  const needed: RowRef[] = []
-  const inserted = new Set<string>()
-  for (const message of messages) {
-    if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') continue
-    const key = rowKey(message)!
-    const name = `${key.entity}:${key.id}`
-    if (message.kind === 'insert') inserted.add(name)
-    else if (!inserted.has(name)) needed.push(key)
-  }
-  return needed
+/** The row whose state from before the run the message needs: one it updates or deletes, unless inserted earlier in the run. */
+function rowNeeded(message: DecodedMessage, inserted: Set<string>): RowRef | null {
+  if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') return null
+  const key = rowKey(message)!
+  const name = `${key.entity}:${key.id}`
+  if (message.kind === 'insert') inserted.add(name)
+  return message.kind === 'insert' || inserted.has(name) ? null : key
 }
 
 /**

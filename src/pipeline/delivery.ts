@@ -7,11 +7,11 @@
 //   its deadline; once the stop signal fired no failed attempt is made again (StopRequested);
 // - a sink is named failing from its first failed attempt until that operation succeeds.
 
-import type { TaskEvent } from '../events/events.ts'
 import { type Logger, errorLine } from '../log.ts'
 import { StopRequested, backoffDelay, sleep, withDeadline } from '../retry.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
 import type { Publisher } from '../sinks/pubsub.ts'
+import type { EncodedEvents } from './encode.ts'
 
 export type SinkName = 'mongo' | 'pubsub'
 
@@ -19,7 +19,7 @@ export type RetryDelays = { initialDelayMs: number; maxDelayMs: number; attemptD
 
 export type DeliveryOptions = {
   mongo: Pick<MongoSink, 'writeBatch'>
-  publisher: Pick<Publisher, 'publish'>
+  publisher: Pick<Publisher, 'publishMessages'>
   log: Logger
   /** Backoff between attempts, and the first attempt's deadline (doubled on each retry). */
   retry?: RetryDelays
@@ -78,10 +78,10 @@ export function createDelivery(options: DeliveryOptions) {
 
   return {
     /** Writes and publishes the events, behind every batch given before; resolves once both sinks took them. */
-    async deliver(events: TaskEvent[]) {
+    async deliver({ events, stored, messages }: EncodedEvents) {
       const [earlierWrite, earlierPublish] = [written, published]
-      written = earlierWrite.then(() => retry('mongo', () => observed('mongo', () => mongo.writeBatch(events))))
-      published = earlierPublish.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publish(events))))
+      written = earlierWrite.then(() => retry('mongo', () => observed('mongo', () => mongo.writeBatch(events, stored))))
+      published = earlierPublish.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publishMessages(messages))))
       await Promise.all([written, published])
       stats.eventsTotal += events.length
       if (events.length) stats.lastEventId = events.at(-1)!.id

@@ -130,14 +130,16 @@ export function createPublisher(options: PublisherOptions) {
 export type OutgoingMessage = { data: Buffer; attributes: Record<string, string>; orderingKey: string }
 
 /**
- * An event's message, and the copy of the event it carries: the event itself, or, when the event is over
- * MAX_MESSAGE_BYTES, a copy with its largest values left out and named in `omitted`.
+ * An event's message, the copy of the event it carries, and the bytes of the whole event's JSON: the copy is
+ * the event itself, or, when the event is over MAX_MESSAGE_BYTES, a copy with its largest values left out
+ * and named in `omitted`.
  */
-export function encodeEvent(event: TaskEvent): { message: OutgoingMessage; copy: TaskEvent } {
+export function encodeEvent(event: TaskEvent): { message: OutgoingMessage; copy: TaskEvent; bytes: number } {
   const message = messageOf(event)
-  if (messageBytes(message) <= MAX_MESSAGE_BYTES) return { message, copy: event }
+  const bytes = message.data.length
+  if (messageBytes(message) <= MAX_MESSAGE_BYTES) return { message, copy: event, bytes }
   const copy = fitEvent(event, (candidate) => messageBytes(messageOf(candidate)), MAX_MESSAGE_BYTES)
-  return { message: messageOf(copy), copy }
+  return { message: messageOf(copy), copy, bytes }
 }
 
 function messageOf(event: TaskEvent): OutgoingMessage {

@@ -35,7 +35,7 @@ describe('row states', () => {
     rows.release(0, [ref('a')])
     expect(rows.get('task', 'a')).toEqual({ ...a, status: 'doing' })
     rows.release(1, [ref('a')])
-    expect(rows.size).toEqual({ recent: 0, retained: 0, pinned: 0 })
+    expect(rows.size).toEqual({ recent: 0, recentBytes: 0, retained: 0, pinned: 0 })
   })
 
   test('rows retained for a run outlive the capacity and their batches until the run ends, with their latest state', () => {

@@ -4,6 +4,7 @@ import { describe, expect, test } from 'bun:test'
 import type { DecodedMessage } from '../../src/decode/types.ts'
 import type { TaskEvent } from '../../src/events/events.ts'
 import { type Batch, createEventBuilder } from '../../src/pipeline/build.ts'
+import { createEncoder } from '../../src/pipeline/encode.ts'
 import type { MongoSink } from '../../src/sinks/mongo.ts'
 
 const at = { schema: 'public', table: 'tasks', lsn: 1n }
@@ -24,7 +25,16 @@ function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000) {
     },
     highestEventId: async () => stored.at(-1)?.id ?? null,
   }
-  return { build: createEventBuilder({ mongo, retryMongo: (work) => work(), maxBatchEvents, rowCacheSize: 10 }), asked }
+  return { build: createEventBuilder({
+      mongo,
+      retryMongo: (work) => work(),
+      maxBatchEvents,
+      maxBatchBytes: 1 << 20,
+      maxRunRowBytes: 1 << 20,
+      rowCacheSize: 10,
+      rowCacheBytes: 1 << 20,
+      encode: createEncoder(() => {}),
+    }), asked }
 }
 
 async function batchesOf(build: ReturnType<typeof builder>['build'], firstSeq: number, messages: DecodedMessage[]) {
