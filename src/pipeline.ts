@@ -64,20 +64,20 @@ export type PipelineOptions = {
 // Memory is bounded by what events and rows weigh as built, not by how many there are nor by their bytes of
 // WAL (an update that leaves a 1 MB value alone is some 300 bytes of WAL, and its event carries the value
 // twice). Each bound below is in bytes of the events' JSON or of the rows' text (row-states.ts's `rowBytes`):
-// - a batch: 1,000 events, or 4 MiB (1,000 ordinary events weigh about 1 MB, so the count cuts them first);
+// - a batch: 1,000 events, or 2 MiB (1,000 ordinary events weigh under 1 MB, so the count cuts them first);
 const DEFAULT_MAX_BATCH_EVENTS = 1_000
-const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
-// - batches outstanding: 16, or 16 MiB. Room for several lets small transactions be published while MongoDB
-//   still writes earlier ones; each event weighs about twice its JSON while it is written (its message, its
-//   document), so this is some 32 MB at most;
+const DEFAULT_MAX_BATCH_BYTES = 2 * 1024 * 1024
+// - batches outstanding: 16, or 8 MiB. Room for several lets small transactions be published while MongoDB
+//   still writes earlier ones; each event weighs about three times its JSON while it is written (its object,
+//   its message, its document), so this is some 24 MB at most;
 const DEFAULT_MAX_IN_FLIGHT = 16
-const DEFAULT_MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024
+const DEFAULT_MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
 // - rows whose last state stays in memory, besides those of batches in flight: 10,000 rows of a few KB, or
 //   16 MiB (16 rows of 1 MB); older rows are read back from MongoDB;
 const DEFAULT_ROW_CACHE = 10_000
 const DEFAULT_ROW_CACHE_BYTES = 16 * 1024 * 1024
-// - the rows a run of messages needs, held while its events are built: 16 MiB, a part of the run at a time.
-const DEFAULT_MAX_RUN_ROW_BYTES = 16 * 1024 * 1024
+// - the rows a run of messages needs, held while its events are built: 8 MiB, a part of the run at a time.
+const DEFAULT_MAX_RUN_ROW_BYTES = 8 * 1024 * 1024
 
 export type Pipeline = ReturnType<typeof createPipeline>
 

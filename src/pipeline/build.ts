@@ -46,9 +46,12 @@ export type EventBuilderOptions = {
 
 export type EventBuilder = ReturnType<typeof createEventBuilder>
 
+/** How far a run's parts reached, the rows it inserted so far, and what a row read from MongoDB weighed. */
+type RunPart = { end: number; inserted: Set<string>; averageRowBytes: number }
+
 const NO_MESSAGE = -1
-// Ids in a part's first MongoDB lookup of rows, before their weight is known: 16 rows of a megabyte at most.
-const FIRST_LOOKUP_IDS = 16
+// Ids in a part's first MongoDB lookup of rows, before their weight is known: 8 rows of a megabyte at most.
+const FIRST_LOOKUP_IDS = 8
 // And at most in any lookup, once rows turn out light: one round trip for a typical run's rows.
 const MAX_LOOKUP_IDS = 500
 
@@ -104,7 +107,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
         batch = emptyBatch()
         await send(full)
       }
-      const part = { end: 0, inserted: new Set<string>() }
+      const part: RunPart = { end: 0, inserted: new Set<string>(), averageRowBytes: 0 }
       for (let start = 0; start < messages.length; start = part.end) {
         await retainPart(rows, messages, part, options)
         const stored = await storedEventsOf(messages.slice(start, part.end))
@@ -149,12 +152,14 @@ function* rowsOf(events: TaskEvent[]) {
 /**
  * Holds the state of the rows the next part of the run updates or deletes, reading from MongoDB those not in
  * memory, and moves `part.end` past it: the part ends once its rows weigh `maxRunRowBytes` (it has one
- * message at least). Lookups grow from FIRST_LOOKUP_IDS as the rows turn out light.
+ * message at least). A lookup asks for FIRST_LOOKUP_IDS rows until the rows read tell what one weighs, then
+ * for as many as the part has room for.
  */
-async function retainPart(rows: RowStates, messages: DecodedMessage[], part: { end: number; inserted: Set<string> }, options: EventBuilderOptions) {
+async function retainPart(rows: RowStates, messages: DecodedMessage[], part: RunPart, options: EventBuilderOptions) {
   const start = part.end
-  let lookupIds = FIRST_LOOKUP_IDS
   while (part.end < messages.length && (part.end === start || rows.retainedBytes < options.maxRunRowBytes)) {
+    const room = Math.floor((options.maxRunRowBytes - rows.retainedBytes) / part.averageRowBytes)
+    const lookupIds = part.averageRowBytes ? Math.max(1, Math.min(MAX_LOOKUP_IDS, room)) : FIRST_LOOKUP_IDS
     const missing: RowRef[] = []
     for (; part.end < messages.length && missing.length < lookupIds && rows.retainedBytes < options.maxRunRowBytes; part.end++) {
       const needed = rowNeeded(messages[part.end]!, part.inserted)
@@ -162,8 +167,7 @@ async function retainPart(rows: RowStates, messages: DecodedMessage[], part: { e
     }
     const before = rows.retainedBytes
     await loadRows(rows, missing, options)
-    const average = missing.length ? (rows.retainedBytes - before) / missing.length : 0
-    lookupIds = average ? Math.max(1, Math.min(MAX_LOOKUP_IDS, Math.floor((options.maxRunRowBytes - rows.retainedBytes) / average))) : MAX_LOOKUP_IDS
+    if (missing.length) part.averageRowBytes = (rows.retainedBytes - before) / missing.length || part.averageRowBytes
   }
 }
 

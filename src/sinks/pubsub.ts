@@ -13,6 +13,7 @@
 import { existsSync } from 'node:fs'
 import { PubSub, type ClientConfig, v1 } from '@google-cloud/pubsub'
 import type { TaskEvent } from '../events/events.ts'
+import { eventJson } from '../events/json.ts'
 import { fitEvent } from '../events/omit.ts'
 import { Unreachable } from '../unreachable.ts'
 
@@ -138,12 +139,13 @@ export function encodeEvent(event: TaskEvent): { message: OutgoingMessage; copy:
   const message = messageOf(event)
   const bytes = message.data.length
   if (messageBytes(message) <= MAX_MESSAGE_BYTES) return { message, copy: event, bytes }
-  const copy = fitEvent(event, (candidate) => messageBytes(messageOf(candidate)), MAX_MESSAGE_BYTES)
+  // Candidates are measured with their JSON made apart: only the copy chosen is kept.
+  const copy = fitEvent(event, (candidate) => messageBytes({ ...message, data: Buffer.from(JSON.stringify(candidate)) }), MAX_MESSAGE_BYTES)
   return { message: messageOf(copy), copy, bytes }
 }
 
 function messageOf(event: TaskEvent): OutgoingMessage {
-  return { data: Buffer.from(JSON.stringify(event)), attributes: attributes(event), orderingKey: orderingKey(event) }
+  return { data: eventJson(event), attributes: attributes(event), orderingKey: orderingKey(event) }
 }
 
 /** A message's size as Pub/Sub counts it against MAX_MESSAGE_BYTES. */

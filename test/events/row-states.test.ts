@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { createRowStates } from '../../src/events/row-states.ts'
+import { createRowStates, rowBytes } from '../../src/events/row-states.ts'
 
 const a = { id: 'a', status: 'todo' }
 const b = { id: 'b', status: 'done' }
@@ -16,6 +16,19 @@ describe('row states', () => {
     rows.endRun()
     expect(rows.retain([ref('a'), ref('b'), ref('c')])).toEqual([ref('b')])
     expect(rows.get('task', 'a')).toEqual(a)
+  })
+
+  test('rows are forgotten once they weigh more than maxBytes, whatever their number; retained ones are weighed', () => {
+    const large = (id: string) => ({ id, description: 'x'.repeat(1_000) })
+    const rows = createRowStates(10_000, 2 * rowBytes(large('a')))
+    for (const id of ['a', 'b', 'c']) rows.load('task', id, large(id))
+    expect(rows.size).toMatchObject({ recent: 2, recentBytes: 2 * rowBytes(large('a')) })
+    expect(rows.retainedBytes).toBe(3 * rowBytes(large('a')))
+    rows.endRun()
+    expect(rows.retainedBytes).toBe(0)
+    expect(rows.retain([ref('a'), ref('b'), ref('c')])).toEqual([ref('a')])
+    expect(rows.retainedBytes).toBe(2 * rowBytes(large('a')))
+    expect(rowBytes(large('a'))).toBeGreaterThan(1_000)
   })
 
   test('a row written by a batch in flight is kept past the capacity until that batch is released', () => {

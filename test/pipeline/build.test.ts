@@ -2,7 +2,7 @@
 
 import { describe, expect, test } from 'bun:test'
 import type { DecodedMessage } from '../../src/decode/types.ts'
-import type { TaskEvent } from '../../src/events/events.ts'
+import type { EventRow, TaskEvent } from '../../src/events/events.ts'
 import { type Batch, createEventBuilder } from '../../src/pipeline/build.ts'
 import { createEncoder } from '../../src/pipeline/encode.ts'
 import type { MongoSink } from '../../src/sinks/mongo.ts'
@@ -15,10 +15,14 @@ function transaction(commitLsn: bigint, changes: DecodedMessage[]): DecodedMessa
   return [{ kind: 'begin', ...frame }, ...changes, { kind: 'commit', ...frame }]
 }
 
-function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000) {
+function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, { maxBatchBytes = 1 << 20, maxRunRowBytes = 1 << 20, rows = new Map<string, EventRow>() } = {}) {
   const asked: string[][] = []
+  const looked: string[][] = []
   const mongo: Pick<MongoSink, 'knownRows' | 'storedEvents' | 'highestEventId'> = {
-    knownRows: async () => new Map(),
+    async knownRows(_entity, ids) {
+      looked.push(ids)
+      return new Map(ids.filter((id) => rows.has(id)).map((id) => [id, rows.get(id)!]))
+    },
     async storedEvents(ids) {
       asked.push(ids)
       return new Map(stored.filter((event) => ids.includes(event.id)).map((event) => [event.id, event]))
@@ -29,12 +33,12 @@ function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000) {
       mongo,
       retryMongo: (work) => work(),
       maxBatchEvents,
-      maxBatchBytes: 1 << 20,
-      maxRunRowBytes: 1 << 20,
+      maxBatchBytes,
+      maxRunRowBytes,
       rowCacheSize: 10,
       rowCacheBytes: 1 << 20,
       encode: createEncoder(() => {}),
-    }), asked }
+    }), asked, looked }
 }
 
 async function batchesOf(build: ReturnType<typeof builder>['build'], firstSeq: number, messages: DecodedMessage[]) {
@@ -52,6 +56,29 @@ describe('event building', () => {
       { number: 0, ids: ['a', 'b'], lastSeq: 9, commitLsn: null },
       { number: 1, ids: ['c'], lastSeq: 11, commitLsn: 0x100n },
     ])
+  })
+
+  test('a batch is cut once its events weigh maxBatchBytes, as encoded', async () => {
+    const { build } = builder([], 1_000, { maxBatchBytes: 2_500 })
+    const large = (id: string) => ({ ...task(id, 'todo'), description: 'x'.repeat(1_000) })
+    const messages = transaction(0x100n, ['a', 'b', 'c'].map((id): DecodedMessage => ({ ...at, kind: 'insert', row: large(id) })))
+    const batches = await batchesOf(build, 0, messages)
+    expect(batches.map((batch) => batch.events.map((event) => event.taskId))).toEqual([['a', 'b'], ['c']])
+    expect(batches[0]!.bytes).toBe(batches[0]!.messages.reduce((sum, message) => sum + message.data.length, 0))
+    expect(batches[0]!.bytes).toBeGreaterThanOrEqual(2_500)
+  })
+
+  test('an update of many large rows reads them a part of the run at a time, each part about maxRunRowBytes', async () => {
+    const ids = Array.from({ length: 40 }, (_, n) => `t${n}`)
+    const rows = new Map(ids.map((id) => [id, { ...task(id, 'todo'), description: 'x'.repeat(1_000) } as EventRow]))
+    const { build, looked } = builder([], 1_000, { maxRunRowBytes: 5_000, rows })
+    const messages = transaction(0x100n, ids.map((id): DecodedMessage => ({ ...at, kind: 'update', row: { ...task(id, 'done'), description: undefined as never }, identity: null, unchangedToast: ['description'] })))
+    const events = (await batchesOf(build, 0, messages)).flatMap((batch) => batch.events)
+    expect(events.map((event) => [event.taskId, event.data!.description, event.previous!.status])).toEqual(ids.map((id) => [id, 'x'.repeat(1_000), 'todo']))
+    // The first lookup asks for a few rows, the next ones for what fits in a part: never all 40 at once.
+    expect(looked.flat()).toEqual(ids)
+    expect(Math.max(...looked.map((lookup) => lookup.length))).toBeLessThanOrEqual(8)
+    expect(looked.length).toBeGreaterThanOrEqual(40 / 5)
   })
 
   test('after a resync an event stored before is sent as stored, and later ones are built', async () => {

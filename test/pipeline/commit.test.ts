@@ -8,6 +8,16 @@ import { noEvents } from '../../src/pipeline/encode.ts'
 
 const batch = (number: number, commitLsn: Lsn | null, bytes = 0): Batch => ({ number, ...noEvents(), bytes, lastSeq: number * 10, commitLsn })
 
+/** Waits for a slot for `bytes` while `delivery` is held: the wait must last until the delivery is let go. */
+async function expectWaitUntil(commit: ReturnType<typeof createCommit>, bytes: number, delivery: { resolve(): void }) {
+  let free = false
+  const waiting = commit.waitForSlot(bytes).then(() => (free = true))
+  await Bun.sleep(5)
+  expect(free).toBe(false)
+  delivery.resolve()
+  await waiting
+}
+
 function deferred() {
   let resolve = () => {}
   const promise = new Promise<void>((done) => (resolve = done))
@@ -44,12 +54,7 @@ describe('commit', () => {
     const commit = createCommit({ source: { acknowledge() {} }, checkpoint: async () => {}, maxInFlight: 1, maxInFlightBytes: 1_000, settled() {}, signal: new AbortController().signal })
     const delivery = deferred()
     commit.add(batch(1, null), delivery.promise)
-    let free = false
-    const waiting = commit.waitForSlot(0).then(() => (free = true))
-    await Bun.sleep(5)
-    expect(free).toBe(false)
-    delivery.resolve()
-    await waiting
+    await expectWaitUntil(commit, 0, delivery)
     expect(commit.inFlight).toBe(0)
   })
 
@@ -58,21 +63,11 @@ describe('commit', () => {
     await commit.waitForSlot(5_000)
     const heavy = deferred()
     commit.add(batch(1, null, 5_000), heavy.promise)
-    let free = false
-    const waiting = commit.waitForSlot(10).then(() => (free = true))
-    await Bun.sleep(5)
-    expect(free).toBe(false)
-    heavy.resolve()
-    await waiting
+    await expectWaitUntil(commit, 10, heavy)
     const light = deferred()
     commit.add(batch(2, null, 600), light.promise)
     await commit.waitForSlot(400)
     commit.add(batch(3, null, 400), Promise.resolve())
-    free = false
-    const full = commit.waitForSlot(1).then(() => (free = true))
-    await Bun.sleep(5)
-    expect(free).toBe(false)
-    light.resolve()
-    await full
+    await expectWaitUntil(commit, 1, light)
   })
 })
