@@ -39,6 +39,10 @@ export function startReadiness(checks: Check[], log: Logger, intervalMs = CHECK_
     get checks(): Record<string, boolean> {
       return Object.fromEntries([...passing].map(([name, ok]) => [name, ok === true]))
     },
+    /** The checks that ran and failed last time (not those yet to run). */
+    get failing(): string[] {
+      return [...passing].filter(([, ok]) => ok === false).map(([name]) => name)
+    },
     get ok() {
       return [...passing.values()].every((ok) => ok === true)
     },

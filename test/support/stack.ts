@@ -61,10 +61,11 @@ export type Connector = {
  */
 export async function startConnector(
   stack: Stack,
-  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000, program = PROGRAM_COMMAND }:
-    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number; program?: string[] } = {},
+  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000, program = PROGRAM_COMMAND, port: given }:
+    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number; program?: string[]; port?: number } = {},
 ): Promise<Connector> {
-  const port = await freePort()
+  // A given port: a restarted connector answers where its clients (the status page) look for it.
+  const port = given ?? (await freePort())
   const child = Bun.spawn(
     [
       ...program, 'extract-tasks',
