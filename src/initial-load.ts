@@ -110,7 +110,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
 type RawRow = (Buffer | null)[]
 
 /** A page's rows, as text, read `fetchRows` at a time until the query ends or they weigh `pageBytes`. */
-async function readPage(query: { raw(): { cursor(rows: number): unknown } }, fetchRows: number, pageBytes: number): Promise<{ rows: RawRow[]; columns: postgres.ColumnList<string> }> {
+export async function readPage(query: { raw(): { cursor(rows: number): unknown } }, fetchRows: number, pageBytes: number): Promise<{ rows: RawRow[]; columns: postgres.ColumnList<string> }> {
   const rows: RawRow[] = []
   let columns: postgres.ColumnList<string> | undefined
   let bytes = 0
