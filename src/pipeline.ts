@@ -8,7 +8,7 @@
 // - at most `maxInFlightBatches` batches, weighing `maxInFlightBytes` as built, are outstanding: a slow or
 //   failing sink stops the reading, it never grows a queue (the source stops reading its socket in turn);
 // - an event too large for a sink is written to it with its largest values left out (`omitted`), logged
-//   once and counted, never retried for ever; the live stream hears of MongoDB's copies.
+//   (one line an event) and counted by sink, never retried for ever; the live stream hears of MongoDB's copies.
 
 import type { DecodedMessage } from './decode/types.ts'
 import type { TaskEvent } from './events/events.ts'
@@ -86,9 +86,10 @@ export function createPipeline(options: PipelineOptions) {
   const signal = options.signal ?? new AbortController().signal
   const delivery = createDelivery({ mongo, publisher: options.publisher, log, retry: options.retry, observeSink: options.observeSink, signal })
   const retryMongo = (work: () => Promise<void>) => delivery.retry('mongo', work)
-  const encode = createEncoder((sink, copy) => {
-    log.warn(omittedLine(sink, copy, LIMITS[sink]), { eventId: copy.id, sink })
-    options.observeOmitted?.(sink)
+  const encode = createEncoder((copies) => {
+    const told = (Object.keys(copies) as SinkName[]).map((sink) => ({ sink, limit: LIMITS[sink], copy: copies[sink]! }))
+    log.warn(omittedLine(told[0]!.copy.id, told), { eventId: told[0]!.copy.id })
+    for (const { sink } of told) options.observeOmitted?.(sink)
   })
   const builder = createEventBuilder({
     mongo,

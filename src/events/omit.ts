@@ -43,8 +43,11 @@ function jsonBytes(value: unknown): number {
   return value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value))
 }
 
-/** The warn line for a copy that left values out. */
-export function omittedLine(sink: string, copy: TaskEvent, limit: number): string {
-  const names = (['data', 'previous'] as const).flatMap((part) => (copy.omitted?.[part] ?? []).map((name) => `${part}.${name}`))
-  return `event ${copy.id} is over ${sink}'s limit of ${limit.toLocaleString('en-US')} bytes: written without ${names.join(', ')} (named in its omitted)`
+/** The warn line for an event whose copies, one per sink (named, with its limit), left values out. */
+export function omittedLine(id: string, copies: { sink: string; limit: number; copy: TaskEvent }[]): string {
+  const told = copies.map(({ sink, limit, copy }) => {
+    const names = (['data', 'previous'] as const).flatMap((part) => (copy.omitted?.[part] ?? []).map((name) => `${part}.${name}`))
+    return `${sink} (over its ${limit.toLocaleString('en-US')} bytes) without ${names.join(', ')}`
+  })
+  return `event ${id} is too large: written to ${told.join('; to ')} (named in its omitted)`
 }

@@ -20,13 +20,15 @@ export const LIMITS: Record<SinkName, number> = { mongo: MAX_DOCUMENT_BYTES, pub
 
 export const noEvents = (): EncodedEvents => ({ events: [], messages: [], stored: [], bytes: 0 })
 
-/** An encoder that adds events to a batch of encoded events; `omitted` hears of each copy that left values out. */
-export function createEncoder(omitted: (sink: SinkName, copy: TaskEvent) => void) {
+/** The copies of an event that left values out, by sink. */
+export type OmittedCopies = Partial<Record<SinkName, TaskEvent>>
+
+/** An encoder that adds events to a batch of encoded events; `omitted` hears once of an event too large for a sink. */
+export function createEncoder(omitted: (copies: OmittedCopies) => void) {
   return function add(batch: EncodedEvents, event: TaskEvent) {
     const { message, copy, bytes } = encodeEvent(event)
-    if (copy !== event) omitted('pubsub', copy)
     const stored = bytes <= SURELY_FITS_MONGO_JSON_BYTES ? event : storedCopy(event)
-    if (stored !== event) omitted('mongo', stored)
+    if (copy !== event || stored !== event) omitted({ ...(copy !== event && { pubsub: copy }), ...(stored !== event && { mongo: stored }) })
     batch.events.push(event)
     batch.messages.push(message)
     batch.stored.push(stored)
