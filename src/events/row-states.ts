@@ -83,6 +83,12 @@ export function createRowStates(capacity: number, maxBytes = Infinity) {
       return missing
     },
 
+    /** Keeps a row the run inserts until `endRun`, from before its insert (when it has no state) on. */
+    retainNew(ref: RowRef) {
+      const key = keyOf(ref.entity, ref.id)
+      if (!retained.has(key)) retain(key, null)
+    },
+
     endRun() {
       retained.clear()
       retainedBytes = 0

@@ -46,7 +46,7 @@ export type EventBuilderOptions = {
 
 export type EventBuilder = ReturnType<typeof createEventBuilder>
 
-/** How far a run's parts reached, the rows it inserted so far, and what a row read from MongoDB weighed. */
+/** How far a run's parts reached, the rows the current part inserts, and what a row read from MongoDB weighed. */
 type RunPart = { end: number; inserted: Set<string>; averageRowBytes: number }
 
 const NO_MESSAGE = -1
@@ -157,12 +157,13 @@ function* rowsOf(events: TaskEvent[]) {
  */
 async function retainPart(rows: RowStates, messages: DecodedMessage[], part: RunPart, options: EventBuilderOptions) {
   const start = part.end
+  part.inserted.clear()
   while (part.end < messages.length && (part.end === start || rows.retainedBytes < options.maxRunRowBytes)) {
     const room = Math.floor((options.maxRunRowBytes - rows.retainedBytes) / part.averageRowBytes)
     const lookupIds = part.averageRowBytes ? Math.max(1, Math.min(MAX_LOOKUP_IDS, room)) : FIRST_LOOKUP_IDS
     const missing: RowRef[] = []
     for (; part.end < messages.length && missing.length < lookupIds && rows.retainedBytes < options.maxRunRowBytes; part.end++) {
-      const needed = rowNeeded(messages[part.end]!, part.inserted)
+      const needed = rowNeeded(messages[part.end]!, part.inserted, rows)
       if (needed) missing.push(...rows.retain([needed]))
     }
     const before = rows.retainedBytes
@@ -183,13 +184,19 @@ async function loadRows(rows: RowStates, missing: RowRef[], { mongo, retryMongo 
   )
 }
 
-/** The row whose state from before the run the message needs: one it updates or deletes, unless inserted earlier in the run. */
-function rowNeeded(message: DecodedMessage, inserted: Set<string>): RowRef | null {
+/**
+ * The row whose state from before the part the message needs: one it updates or deletes, unless the part
+ * inserted it before. A row the part inserts is retained from then on (nothing before it to read), so that
+ * its later changes in the part find it however many rows come between.
+ */
+function rowNeeded(message: DecodedMessage, inserted: Set<string>, rows: RowStates): RowRef | null {
   if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') return null
   const key = rowKey(message)!
   const name = `${key.entity}:${key.id}`
-  if (message.kind === 'insert') inserted.add(name)
-  return message.kind === 'insert' || inserted.has(name) ? null : key
+  if (message.kind !== 'insert') return inserted.has(name) ? null : key
+  inserted.add(name)
+  rows.retainNew(key)
+  return null
 }
 
 /**

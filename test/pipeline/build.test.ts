@@ -15,7 +15,7 @@ function transaction(commitLsn: bigint, changes: DecodedMessage[]): DecodedMessa
   return [{ kind: 'begin', ...frame }, ...changes, { kind: 'commit', ...frame }]
 }
 
-function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, { maxBatchBytes = 1 << 20, maxRunRowBytes = 1 << 20, rows = new Map<string, EventRow>() } = {}) {
+function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, { maxBatchBytes = 1 << 20, maxRunRowBytes = 1 << 20, rowCacheBytes = 1 << 20, rows = new Map<string, EventRow>() } = {}) {
   const asked: string[][] = []
   const looked: string[][] = []
   const mongo: Pick<MongoSink, 'knownRows' | 'storedEvents' | 'highestEventId'> = {
@@ -36,14 +36,18 @@ function builder(stored: TaskEvent[] = [], maxBatchEvents = 1_000, { maxBatchByt
       maxBatchBytes,
       maxRunRowBytes,
       rowCacheSize: 10,
-      rowCacheBytes: 1 << 20,
+      rowCacheBytes,
       encode: createEncoder(() => {}),
     }), asked, looked }
 }
 
-async function batchesOf(build: ReturnType<typeof builder>['build'], firstSeq: number, messages: DecodedMessage[]) {
+/** The batches built; with `settle`, each is settled (durable) as soon as it is handed over. */
+async function batchesOf(build: ReturnType<typeof builder>['build'], firstSeq: number, messages: DecodedMessage[], settle = false) {
   const batches: Batch[] = []
-  await build.build(firstSeq, messages, async (batch) => void batches.push(batch))
+  await build.build(firstSeq, messages, async (batch) => {
+    batches.push(batch)
+    if (settle) build.settled(batch)
+  })
   return batches
 }
 
@@ -79,6 +83,19 @@ describe('event building', () => {
     expect(looked.flat()).toEqual(ids)
     expect(Math.max(...looked.map((lookup) => lookup.length))).toBeLessThanOrEqual(8)
     expect(looked.length).toBeGreaterThanOrEqual(40 / 5)
+  })
+
+  test('a row inserted in a run keeps its state for a later change of the run, however many large rows come between', async () => {
+    const { build, looked } = builder([], 1, { rowCacheBytes: 2_000 })
+    const large = (id: string) => ({ ...task(id, 'todo'), description: `${id} `.repeat(500) })
+    const messages = transaction(0x100n, [
+      ...['a', 'b', 'c', 'd'].map((id): DecodedMessage => ({ ...at, kind: 'insert', row: large(id) })),
+      { ...at, kind: 'update', row: { ...task('a', 'done'), description: undefined as never }, identity: null, unchangedToast: ['description'] },
+    ])
+    const update = (await batchesOf(build, 0, messages, true)).flatMap((batch) => batch.events).at(-1)!
+    expect(update).toMatchObject({ type: 'task.updated', data: { status: 'done', description: large('a').description }, previous: { status: 'todo' } })
+    expect(update.unchangedToast).toBeUndefined()
+    expect(looked).toEqual([])
   })
 
   test('after a resync an event stored before is sent as stored, and later ones are built', async () => {
