@@ -5,14 +5,15 @@
 //   until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
 // - an event stored before a restart (its id at or below the highest stored at the last `resync`) is sent
 //   again as it was stored, never rebuilt;
-// - a batch holds at most `maxBatchEvents` events and is cut once its events weigh `maxBatchBytes` (as built:
-//   their JSON), and its `lastSeq` covers every message it was built from;
+// - a batch holds at most `maxBatchEvents` events (one more when a key change's two events meet the limit:
+//   they travel together) and is cut once its events weigh `maxBatchBytes` (as built: their JSON), and its
+//   `lastSeq` covers every message it was built from;
 // - the rows a run needs are held (and read from MongoDB) a part of the run at a time, each part's about
 //   `maxRunRowBytes`: an update of many large rows holds a few of them at once, not all;
 // - each event is encoded for the sinks once, as it is built (pipeline/encode.ts).
 
 import type { DecodedMessage, RowChange } from '../decode/types.ts'
-import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from '../events/events.ts'
+import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeEvents, changedKey, eventCount, eventRowKey, rowKey } from '../events/events.ts'
 import { type RowRef, type RowStates, createRowStates } from '../events/row-states.ts'
 import { type Lsn, lsnToHex16 } from '../replication/lsn.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
@@ -78,13 +79,16 @@ export function createEventBuilder(options: EventBuilderOptions) {
     return stored
   }
 
-  function eventFor(change: RowChange, stored: Map<string, TaskEvent>): TaskEvent {
-    const key = rowKey(change)
-    const fresh = changeToEvent(change, transaction!, ordinal++, key ? rows.get(key.entity, key.id) : null)
-    const event = stored.get(fresh.id) ?? fresh
-    if (key) rows.set(key.entity, key.id, event.data, batchNumber)
-    else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
-    return event
+  /** The change's events (two for a key change), each leaving its row's state for the events after it. */
+  function addEvents(change: RowChange, stored: Map<string, TaskEvent>, batch: EncodedEvents) {
+    for (const fresh of changeEvents(change, transaction!, ordinal, rows.get)) {
+      ordinal++
+      const event = stored.get(fresh.id) ?? fresh
+      const key = eventRowKey(event)
+      if (key) rows.set(key.entity, key.id, event.data, batchNumber)
+      else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
+      options.encode(batch, event)
+    }
   }
 
   return {
@@ -125,7 +129,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
               options.onMessage?.(message.prefix, message.content)
               break
             default:
-              options.encode(batch, eventFor(message, stored))
+              addEvents(message, stored, batch)
           }
           batch.lastSeq = firstSeq + index
           if (batch.events.length >= maxBatchEvents || batch.bytes >= maxBatchBytes) await handOver()
@@ -186,17 +190,18 @@ async function loadRows(rows: RowStates, missing: RowRef[], { mongo, retryMongo 
 
 /**
  * The row whose state from before the part the message needs: one it updates or deletes, unless the part
- * inserted it before. A row the part inserts is retained from then on (nothing before it to read), so that
- * its later changes in the part find it however many rows come between.
+ * inserted it before; for a key change, the old id's (the new id is created). A row the part inserts is
+ * retained from then on (nothing before it to read), so that its later changes in the part find it however
+ * many rows come between.
  */
 function rowNeeded(message: DecodedMessage, inserted: Set<string>, rows: RowStates): RowRef | null {
   if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') return null
   const key = rowKey(message)!
-  const name = `${key.entity}:${key.id}`
-  if (message.kind !== 'insert') return inserted.has(name) ? null : key
-  inserted.add(name)
+  const oldId = message.kind === 'update' ? changedKey(message) : null
+  if (message.kind !== 'insert' && oldId === null) return inserted.has(`${key.entity}:${key.id}`) ? null : key
+  inserted.add(`${key.entity}:${key.id}`)
   rows.retainNew(key)
-  return null
+  return oldId !== null && !inserted.has(`${key.entity}:${oldId}`) ? { entity: key.entity, id: oldId } : null
 }
 
 /**
@@ -212,8 +217,10 @@ export function replayCandidates(messages: DecodedMessage[], open: { commitLsn: 
       commit = lsnToHex16(message.commitLsn)
       next = 0
     } else if (message.kind !== 'commit' && message.kind !== 'message') {
-      const id = `${commit}-${(next++).toString(16).toUpperCase().padStart(8, '0')}`
-      if (id <= replayThrough) ids.push(id)
+      for (let event = eventCount(message); event > 0; event--) {
+        const id = `${commit}-${(next++).toString(16).toUpperCase().padStart(8, '0')}`
+        if (id <= replayThrough) ids.push(id)
+      }
     }
   }
   return ids
