@@ -2,13 +2,15 @@
 # Builds the servers the tests run into .tools/bin: FerretDB (the MongoDB wire protocol on SQLite) and
 # pubsub-emulator (Google's pstest fake, scripts/pubsub-emulator). Skips what is already built; silent
 # on success, prints the build log on failure. Needs Go and the Go module proxy on a first run only.
+# TOOLS_BIN builds into another directory (the tests read the same variable), so that a changed emulator
+# can be tried without replacing the one that other checkouts sharing .tools run.
 set -euo pipefail
 
 FERRETDB_VERSION=v1.24.2
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=$root/.tools/bin
-log=$root/.tools/build-emulators.log
+bin=${TOOLS_BIN:-$root/.tools/bin}
+log=$bin/../build-emulators.log
 mkdir -p "$bin"
 : >"$log"
 
@@ -53,17 +55,17 @@ build_ferretdb() {
   echo "$FERRETDB_PATCH" >"$bin/ferretdb.patch"
 }
 
+# The emulator's sources' checksum, stamped beside its binary as the patch's is beside FerretDB: a checkout
+# whose sources differ from the build's (older or newer, whatever their times) rebuilds it.
+PUBSUB_SOURCES=$(cd "$root/scripts/pubsub-emulator" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+
 pubsub_current() {
-  local src=$root/scripts/pubsub-emulator f
-  [[ -x $bin/pubsub-emulator ]] || return 1
-  for f in "$src"/go.mod "$src"/go.sum "$src"/*.go; do
-    [[ $f -nt $bin/pubsub-emulator ]] && return 1
-  done
-  return 0
+  [[ -x $bin/pubsub-emulator ]] && [[ $(cat "$bin/pubsub-emulator.sources" 2>/dev/null) == "$PUBSUB_SOURCES" ]]
 }
 
 build_pubsub() {
   (cd "$root/scripts/pubsub-emulator" && go build -trimpath -o "$bin/pubsub-emulator" .)
+  echo "$PUBSUB_SOURCES" >"$bin/pubsub-emulator.sources"
 }
 
 command -v go >/dev/null || { echo "build-emulators: go is not installed" >&2; exit 1; }

@@ -181,6 +181,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     signal,
     onDurable: (events) => http.durable(events),
     observeSink: (sink, outcome, seconds) => http.observeSink(sink, outcome, seconds),
+    observeOmitted: (sink) => http.observeOmitted(sink),
     onMessage(prefix, content) {
       if (prefix !== MESSAGE_PREFIX) return
       const sentAt = heartbeatSent.get(content)

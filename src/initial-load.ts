@@ -1,8 +1,10 @@
 // The initial load (contract section 2): the rows that exist when the slot is created, read inside the
 // snapshot the slot exported, sent through the same sinks as `*.snapshot` events with source `initial`.
 // Guarantees: nothing is missed or counted twice between load and stream (the snapshot is the slot's
-// consistent point); memory stays flat (keyset pages); the checkpoint says `running` (written before the
-// slot was created) until the load is whole, so a load cut short is redone from a fresh slot on the next start.
+// consistent point); memory stays flat (keyset pages of at most 1,000 rows and about 4 MiB, read through a
+// cursor a few rows at a time, so that a page of large rows stops early); the checkpoint says `running`
+// (written before the slot was created) until the load is whole, so a load cut short is redone from a fresh
+// slot on the next start.
 
 import postgres from 'postgres'
 import { type Row, TIMESTAMPS } from './decode/types.ts'
@@ -31,11 +33,18 @@ export type InitialLoadOptions = {
   recordDone(lsn: string): Promise<void>
   log: Logger
   pageSize?: number
+  pageBytes?: number
   /** Checked between pages: a stop ends the load there, and the next start loads again. */
   stopRequested?: () => boolean
 }
 
 const DEFAULT_PAGE_SIZE = 1_000
+// A page also ends once its rows' text weighs this: 1,000 rows of 1 MB would be 1 GB.
+const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024
+// Rows fetched from the page's cursor at a time: as many as make about FETCH_BYTES by the largest row seen
+// so far (FIRST_FETCH_ROWS before any), so that the bytes of a page overshoot by one fetch at most.
+const FETCH_BYTES = 1024 * 1024
+const FIRST_FETCH_ROWS = 16
 // Parents first: a consumer rebuilding state sees each workspace before its tasks.
 const LOAD_ORDER: { table: 'workspaces' | 'tasks'; entity: Entity }[] = [
   { table: 'workspaces', entity: 'workspace' },
@@ -45,6 +54,8 @@ const LOAD_ORDER: { table: 'workspaces' | 'tasks'; entity: Entity }[] = [
 export async function runInitialLoad(options: InitialLoadOptions): Promise<number> {
   const { slot, mongo, log, retryMongo } = options
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
+  const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES
+  let largestRow = 0
   const lsn = formatLsn(slot.consistentPoint)
   const startedAt = new Date().toISOString()
   log.info(`initial load from snapshot ${slot.snapshotName} at ${lsn}`)
@@ -65,12 +76,15 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
         const select = `select id::text as key, t.* from ${quoteIdentifier(options.schema)}.${quoteIdentifier(table)} t`
         let after: string | null = null
         for (;;) {
-          const page = await (after === null
+          const query = after === null
             ? transaction.unsafe(`${select} order by id limit ${pageSize}`)
-            : transaction.unsafe(`${select} where id > $1 order by id limit ${pageSize}`, [after])).raw()
-          if (!page.length) break
+            : transaction.unsafe(`${select} where id > $1 order by id limit ${pageSize}`, [after])
+          const fetchRows = largestRow ? Math.max(1, Math.min(pageSize, Math.floor(FETCH_BYTES / largestRow))) : FIRST_FETCH_ROWS
+          const page = await readPage(query, fetchRows, pageBytes)
+          if (!page.rows.length) break
+          for (const row of page.rows) largestRow = Math.max(largestRow, rowLength(row))
           const columns = page.columns.slice(1)
-          const events = page.map(([, ...values]: (Buffer | null)[]) =>
+          const events = page.rows.map(([, ...values]: (Buffer | null)[]) =>
             snapshotEvent(entity, camelRow(textRow(columns, values)), {
               id: eventId(slot.consistentPoint, ordinal++),
               source: 'initial',
@@ -85,7 +99,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
             log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
             throw new StopRequested('the initial load')
           }
-          after = page.at(-1)![0]!.toString()
+          after = page.rows.at(-1)![0]!.toString()
         }
       }
     })
@@ -109,6 +123,31 @@ async function stepLoadedLifeCycles(events: TaskEvent[], reload: boolean, { mong
   let known = new Map<string, KnownTask>()
   if (reload) await retryMongo(async () => void (known = await mongo.knownLifeCycles(events.map((event) => event.taskId!))))
   for (const event of events) stepLifeCycle(event, known.get(event.taskId!) ?? NEVER_SEEN, true)
+}
+
+type RawRow = (Buffer | null)[]
+
+/** A page's rows, as text, read `fetchRows` at a time until the query ends or they weigh `pageBytes`. */
+export async function readPage(query: { raw(): { cursor(rows: number): unknown } }, fetchRows: number, pageBytes: number): Promise<{ rows: RawRow[]; columns: postgres.ColumnList<string> }> {
+  const rows: RawRow[] = []
+  let columns: postgres.ColumnList<string> | undefined
+  let bytes = 0
+  // The driver names the columns on the first fetch only.
+  for await (const fetched of query.raw().cursor(fetchRows) as AsyncIterable<RawRow[] & { columns?: postgres.ColumnList<string> }>) {
+    columns ??= fetched.columns
+    for (const row of fetched) {
+      rows.push(row)
+      bytes += rowLength(row)
+    }
+    if (bytes >= pageBytes) break
+  }
+  return { rows, columns: columns ?? ([] as unknown as postgres.ColumnList<string>) }
+}
+
+function rowLength(row: RawRow): number {
+  let bytes = 0
+  for (const value of row) bytes += value?.length ?? 0
+  return bytes
 }
 
 /** A row read as text, decoded exactly as the stream's rows are. */

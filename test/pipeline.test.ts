@@ -9,7 +9,7 @@ import type { RowState } from '../src/events/row-states.ts'
 import { createPipeline } from '../src/pipeline.ts'
 import type { Source } from '../src/replication/source.ts'
 import type { MongoSink } from '../src/sinks/mongo.ts'
-import type { Publisher } from '../src/sinks/pubsub.ts'
+import type { OutgoingMessage, Publisher } from '../src/sinks/pubsub.ts'
 import { testLog } from './support/log.ts'
 
 const at = { schema: 'public', table: 'tasks', lsn: 1n }
@@ -67,7 +67,7 @@ describe('pipeline', () => {
     ])
     const { mongo, waiting } = gatedMongo()
     const published: TaskEvent[] = []
-    const publisher = { publish: async (events: TaskEvent[]) => void published.push(...events) } as unknown as Publisher
+    const publisher = { publishMessages: async (messages: OutgoingMessage[]) => void published.push(...messages.map((message) => JSON.parse(message.data.toString()))) } as unknown as Publisher
     const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, maxInFlightBatches: 8, rowCacheSize: 1 })
     const running = pipeline.run()
     while (published.length < 4) await Bun.sleep(1)
@@ -94,7 +94,7 @@ describe('pipeline', () => {
     let down = true
     let attempts = 0
     const publisher = {
-      async publish() {
+      async publishMessages() {
         attempts++
         if (down) throw new Error('UNAVAILABLE: emulator paused')
       },
@@ -125,7 +125,7 @@ describe('pipeline', () => {
     )
     const { mongo, waiting } = gatedMongo()
     const published: TaskEvent[] = []
-    const publisher = { publish: async (events: TaskEvent[]) => void published.push(...events) } as unknown as Publisher
+    const publisher = { publishMessages: async (messages: OutgoingMessage[]) => void published.push(...messages.map((message) => JSON.parse(message.data.toString()))) } as unknown as Publisher
     const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, maxBatchEvents: 1, rowCacheSize: 2 })
     const running = pipeline.run()
     const releaseMongo = setInterval(() => waiting.shift()?.(), 1)
@@ -148,7 +148,7 @@ describe('pipeline', () => {
       highestEventId: async () => null,
       writeCheckpoint: async () => {},
     } as unknown as MongoSink
-    const publisher = { publish: async () => {} } as unknown as Publisher
+    const publisher = { publishMessages: async () => {} } as unknown as Publisher
     const pipeline = createPipeline({ source, mongo, publisher, slot: 's', log: testLog, retry: { initialDelayMs: 1, maxDelayMs: 2, attemptDeadlineMs: 50 } })
     const running = pipeline.run()
     await Bun.sleep(20)

@@ -6,10 +6,16 @@
 // connection, SIGUSR2 or POST /resume listens again. The debug port also answers
 // GET /messages?topic=T[&offset=N] with every message published to T as JSON lines, in publish order,
 // and GET /count?topic=T with their number. Only those two lines go to stdout; the log goes to stderr.
+//
+// Publish requests are held to Pub/Sub's own limits (cloud.google.com/pubsub/quotas, "Resource limits"),
+// which pstest does not check: a request over 10 MiB, or a message whose data, attributes and ordering
+// key come to over 10 MB, is refused with INVALID_ARGUMENT, as the service refuses it. A client that
+// passes here therefore passes there; one that does not would be stalled there and must be here too.
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -27,7 +33,46 @@ import (
 	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
+
+// Pub/Sub's limits on a Publish call: the whole request, in bytes of its wire form, and one message,
+// counted as the service counts it (data, plus each attribute's key and value, plus the ordering key).
+const (
+	maxRequestBytes = 10 << 20
+	maxMessageBytes = 10_000_000
+	publishMethod   = "/google.pubsub.v1.Publisher/Publish"
+)
+
+// grpc's own receive limit stays above the request limit, so that an oversized request reaches
+// enforceLimits and gets Pub/Sub's INVALID_ARGUMENT rather than grpc's RESOURCE_EXHAUSTED.
+const maxReceiveBytes = 64 << 20
+
+// messageSize is a message's size as Pub/Sub counts it against maxMessageBytes.
+func messageSize(m *pb.PubsubMessage) int {
+	size := len(m.Data) + len(m.OrderingKey)
+	for k, v := range m.Attributes {
+		size += len(k) + len(v)
+	}
+	return size
+}
+
+// enforceLimits refuses a Publish request over Pub/Sub's limits before pstest sees it.
+func enforceLimits(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if publish, ok := req.(*pb.PublishRequest); ok && info.FullMethod == publishMethod {
+		if size := proto.Size(publish); size > maxRequestBytes {
+			return nil, status.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", maxRequestBytes)
+		}
+		for i, m := range publish.Messages {
+			if size := messageSize(m); size > maxMessageBytes {
+				return nil, status.Errorf(codes.InvalidArgument, "The value for message_size is too large. You passed %d in the request (message %d), but the maximum value is %d.", size, i, maxMessageBytes)
+			}
+		}
+	}
+	return handler(ctx, req)
+}
 
 // front owns the public gRPC port. The fake keeps its state in pstest.GServer, so a fresh
 // grpc.Server registered on the same GServer can replace a stopped one without losing anything.
@@ -49,7 +94,7 @@ func (f *front) up() error {
 		return err
 	}
 	f.addr = lis.Addr().String() // pins the port chosen for --port 0, so resume reuses it
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(maxReceiveBytes), grpc.UnaryInterceptor(enforceLimits))
 	pb.RegisterPublisherServer(g, &f.fake.GServer)
 	pb.RegisterSubscriberServer(g, &f.fake.GServer)
 	pb.RegisterSchemaServiceServer(g, &f.fake.GServer)

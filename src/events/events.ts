@@ -8,6 +8,7 @@
 import { type Row, type RowChange, TIMESTAMPS, type Update } from '../decode/types.ts'
 import { type Lsn, formatLsn } from '../replication/lsn.ts'
 import { eventId } from './ids.ts'
+import type { Omitted } from './omit.ts'
 
 export type EventSource = 'cdc' | 'initial' | 'snapshot'
 export type Entity = 'task' | 'workspace'
@@ -44,6 +45,8 @@ export type TaskEvent = {
    * row could fill: `data` lacks them. Absent otherwise.
    */
   unchangedToast?: string[]
+  /** Values a sink's copy left out to fit its limit (see omit.ts). Absent otherwise. */
+  omitted?: Omitted
 }
 
 export type TransactionInfo = { commitLsn: Lsn; xid: number; commitTime: string }

@@ -99,7 +99,16 @@ export function createMetrics(status: () => Status) {
     registers,
   })
   const snapshots = new Counter({ name: PREFIX + 'snapshot_requests_total', help: 'Snapshot requests, by format.', labelNames: ['format'], registers })
-  for (const sink of ['mongo', 'pubsub']) sinkFailures.inc({ sink }, 0)
+  const omitted = new Counter({
+    name: PREFIX + 'events_omitted_total',
+    help: "Events too large for a sink, written to it with their largest values left out (named in the copy's `omitted`), by sink.",
+    labelNames: ['sink'],
+    registers,
+  })
+  for (const sink of ['mongo', 'pubsub']) {
+    sinkFailures.inc({ sink }, 0)
+    omitted.inc({ sink }, 0)
+  }
 
   return {
     registry,
@@ -128,6 +137,11 @@ export function createMetrics(status: () => Status) {
     sinkCall(sink: SinkName, outcome: 'ok' | 'failed', seconds: number) {
       sinkWrite.observe({ sink, outcome }, seconds)
       if (outcome === 'failed') sinkFailures.inc({ sink })
+    },
+
+    /** An event was too large for a sink (the pipeline's observer). */
+    omitted(sink: SinkName) {
+      omitted.inc({ sink })
     },
 
     async text(): Promise<string> {

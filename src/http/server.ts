@@ -115,6 +115,7 @@ export function createHttpService(options: HttpServiceOptions) {
       }
     },
     observeSink: metrics.sinkCall,
+    observeOmitted: metrics.omitted,
     async close() {
       readiness.stop()
       history.stop()

@@ -13,6 +13,7 @@
 
 import type { FindCursor } from 'mongodb'
 import type { EventType, TaskEvent } from '../events/events.ts'
+import { eventJson } from '../events/json.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from './metrics.ts'
 import type { ApiStore, EventFilter } from './store.ts'
@@ -36,6 +37,7 @@ const HISTORY_CHUNK_EVENTS = 500
 const encoder = new TextEncoder()
 const OPENING = encoder.encode(': stream open\n\n')
 const KEEP_ALIVE = encoder.encode(': keep-alive\n\n')
+const FRAME_END = encoder.encode('\n\n')
 
 export type StreamRequest = {
   /** Resume after this event id (Last-Event-ID or `since`); null for live events only. */
@@ -261,6 +263,7 @@ export function createLiveStream(options: LiveStreamOptions) {
   }
 }
 
+/** The event's SSE text; its JSON is the one Pub/Sub's message carries when the event was published as it is. */
 function frameOf(event: TaskEvent): Frame {
-  return { id: event.id, bytes: encoder.encode(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`) }
+  return { id: event.id, bytes: Buffer.concat([encoder.encode(`id: ${event.id}\nevent: ${event.type}\ndata: `), eventJson(event), FRAME_END]) }
 }

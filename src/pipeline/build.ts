@@ -7,7 +7,11 @@
 //   again as it was stored, never rebuilt; so is one of a transaction re-sent from its begin after a
 //   reconnect, once what was built of it has `landed`; one the row's state already holds leaves that state alone;
 // - a batch holds at most `maxBatchEvents` events (one more when a key change's two events meet the limit:
-//   they travel together), and its `lastSeq` covers every message it was built from.
+//   they travel together) and is cut once its events weigh `maxBatchBytes` (as built: their JSON), and its
+//   `lastSeq` covers every message it was built from;
+// - the rows a run needs are held (and read from MongoDB) a part of the run at a time, each part's about
+//   `maxRunRowBytes`: an update of many large rows holds a few of them at once, not all;
+// - each event is encoded for the sinks once, as it is built (pipeline/encode.ts).
 
 import type { DecodedMessage, RowChange } from '../decode/types.ts'
 import { type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeEvents, changedKey, eventCount, eventRowKey, rowKey } from '../events/events.ts'
@@ -15,11 +19,11 @@ import { stepLifeCycle } from '../events/life-cycle.ts'
 import { NEVER_SEEN, type RowRef, type RowState, type RowStates, createRowStates } from '../events/row-states.ts'
 import { type Lsn, lsnToHex16 } from '../replication/lsn.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
+import { type EncodedEvents, noEvents } from './encode.ts'
 
-export type Batch = {
+export type Batch = EncodedEvents & {
   /** The batch's place in the stream: the rows it writes stay pinned under it until it is settled. */
   number: number
-  events: TaskEvent[]
   /** Sequence number of the last source message the batch covers: acknowledged once the batch is done. */
   lastSeq: number
   /** Commit LSN of the last transaction the batch completes, if it completes one. */
@@ -31,8 +35,14 @@ export type EventBuilderOptions = {
   /** Runs a MongoDB read until it succeeds. */
   retryMongo(work: () => Promise<void>): Promise<void>
   maxBatchEvents: number
-  /** Rows whose state is kept in memory besides those pinned by batches in flight. */
+  maxBatchBytes: number
+  /** What the rows held for one part of a run may weigh (rows/row-states.ts's `rowBytes`). */
+  maxRunRowBytes: number
+  /** Rows whose state is kept in memory besides those pinned by batches in flight, and what they may weigh. */
   rowCacheSize: number
+  rowCacheBytes: number
+  /** Adds a built event to a batch, encoded for the sinks (pipeline/encode.ts). */
+  encode(batch: EncodedEvents, event: TaskEvent): void
   /** Called with every logical message, in stream order. */
   onMessage?(prefix: string, content: string): void
   /** Resolves once every batch handed over so far is durable. */
@@ -41,11 +51,18 @@ export type EventBuilderOptions = {
 
 export type EventBuilder = ReturnType<typeof createEventBuilder>
 
+/** How far a run's parts reached, the rows the current part inserts, and what a row read from MongoDB weighed. */
+type RunPart = { end: number; inserted: Set<string>; averageRowBytes: number }
+
 const NO_MESSAGE = -1
+// Ids in a part's first MongoDB lookup of rows, before their weight is known: 8 rows of a megabyte at most.
+const FIRST_LOOKUP_IDS = 8
+// And at most in any lookup, once rows turn out light: one round trip for a typical run's rows.
+const MAX_LOOKUP_IDS = 500
 
 export function createEventBuilder(options: EventBuilderOptions) {
-  const { mongo, retryMongo, maxBatchEvents } = options
-  const rows = createRowStates(options.rowCacheSize)
+  const { mongo, retryMongo, maxBatchEvents, maxBatchBytes } = options
+  const rows = createRowStates(options.rowCacheSize, options.rowCacheBytes)
   // Number of the batch being built.
   let batchNumber = 0
   // Transaction being read, and the ordinal of its next change.
@@ -57,7 +74,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
   let replayThrough = ''
   const readReplayPoint = () => retryMongo(async () => void (replayThrough = (await mongo.highestEventId()) ?? ''))
 
-  const emptyBatch = (): Batch => ({ number: batchNumber, events: [], lastSeq: NO_MESSAGE, commitLsn: null })
+  const emptyBatch = (): Batch => ({ number: batchNumber, ...noEvents(), lastSeq: NO_MESSAGE, commitLsn: null })
 
   /** The events of the run that were stored before a restart, by id. */
   async function storedEventsOf(messages: DecodedMessage[]): Promise<Map<string, TaskEvent>> {
@@ -70,7 +87,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
   }
 
   /** The change's events (two for a key change), each leaving its row's state for the events after it. */
-  function addEvents(change: RowChange, stored: Map<string, TaskEvent>, events: TaskEvent[]) {
+  function addEvents(change: RowChange, stored: Map<string, TaskEvent>, batch: EncodedEvents) {
     for (const fresh of changeEvents(change, transaction!, ordinal, (entity, id) => rows.get(entity, id).row)) {
       ordinal++
       const replayed = stored.get(fresh.id)
@@ -78,7 +95,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
       const key = eventRowKey(event)
       if (key) advance(key, event, !replayed)
       else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber, event.id)
-      events.push(event)
+      options.encode(batch, event)
     }
   }
 
@@ -107,8 +124,6 @@ export function createEventBuilder(options: EventBuilderOptions) {
 
     /** Turns a run of messages (message i has sequence number `firstSeq + i`) into batches, handing each to `send` in order. */
     async build(firstSeq: number, messages: DecodedMessage[], send: (batch: Batch) => Promise<void>) {
-      await retainKnownRows(rows, messages, options)
-      let stored = await storedEventsOf(messages)
       let batch = emptyBatch()
       const handOver = async () => {
         const full = batch
@@ -116,37 +131,42 @@ export function createEventBuilder(options: EventBuilderOptions) {
         batch = emptyBatch()
         await send(full)
       }
-      for (let index = 0; index < messages.length; index++) {
-        const message = messages[index]!
-        switch (message.kind) {
-          case 'begin':
-            // The open transaction again from its begin: a new stream re-sends one it cut short. What was built
-            // of it lands first, then is sent again as stored, never rebuilt from the rows' later states.
-            if (open === message.commitLsn) {
-              if (batch.events.length) await handOver()
-              await options.landed()
-              await readReplayPoint()
-              stored = await storedEventsOf(messages.slice(index))
-            }
-            transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
-            ordinal = 0
-            open = message.commitLsn
-            break
-          case 'commit':
-            batch.commitLsn = message.commitLsn
-            open = null
-            break
-          case 'message':
-            options.onMessage?.(message.prefix, message.content)
-            break
-          default:
-            addEvents(message, stored, batch.events)
+      const part: RunPart = { end: 0, inserted: new Set<string>(), averageRowBytes: 0 }
+      for (let start = 0; start < messages.length; start = part.end) {
+        await retainPart(rows, messages, part, options)
+        let stored = await storedEventsOf(messages.slice(start, part.end))
+        for (let index = start; index < part.end; index++) {
+          const message = messages[index]!
+          switch (message.kind) {
+            case 'begin':
+              // The open transaction again from its begin: a new stream re-sends one it cut short. What was built
+              // of it lands first, then is sent again as stored, never rebuilt from the rows' later states.
+              if (open === message.commitLsn) {
+                if (batch.events.length) await handOver()
+                await options.landed()
+                await readReplayPoint()
+                stored = await storedEventsOf(messages.slice(index, part.end))
+              }
+              transaction = { commitLsn: message.commitLsn, xid: message.xid, commitTime: message.commitTime }
+              ordinal = 0
+              open = message.commitLsn
+              break
+            case 'commit':
+              batch.commitLsn = message.commitLsn
+              open = null
+              break
+            case 'message':
+              options.onMessage?.(message.prefix, message.content)
+              break
+            default:
+              addEvents(message, stored, batch)
+          }
+          batch.lastSeq = firstSeq + index
+          if (batch.events.length >= maxBatchEvents || batch.bytes >= maxBatchBytes) await handOver()
         }
-        batch.lastSeq = firstSeq + index
-        if (batch.events.length >= maxBatchEvents) await handOver()
+        rows.endRun()
       }
       if (batch.lastSeq !== NO_MESSAGE) await handOver()
-      rows.endRun()
     },
 
     /** The batch is durable: the rows it wrote last are read from MongoDB again when pushed out of memory. */
@@ -164,11 +184,29 @@ function* rowsOf(events: TaskEvent[]) {
 }
 
 /**
- * Holds the state of every row these messages update or delete until the run is built, reading from
- * MongoDB those that are not in memory.
+ * Holds the state of the rows the next part of the run updates or deletes, reading from MongoDB those not in
+ * memory, and moves `part.end` past it: the part ends once its rows weigh `maxRunRowBytes` (it has one
+ * message at least). A lookup asks for FIRST_LOOKUP_IDS rows until the rows read tell what one weighs, then
+ * for as many as the part has room for.
  */
-async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mongo, retryMongo }: Pick<EventBuilderOptions, 'mongo' | 'retryMongo'>) {
-  const missing = rows.retain(rowsNeeded(messages))
+async function retainPart(rows: RowStates, messages: DecodedMessage[], part: RunPart, options: EventBuilderOptions) {
+  const start = part.end
+  part.inserted.clear()
+  while (part.end < messages.length && (part.end === start || rows.retainedBytes < options.maxRunRowBytes)) {
+    const room = Math.floor((options.maxRunRowBytes - rows.retainedBytes) / part.averageRowBytes)
+    const lookupIds = part.averageRowBytes ? Math.max(1, Math.min(MAX_LOOKUP_IDS, room)) : FIRST_LOOKUP_IDS
+    const missing: RowRef[] = []
+    for (; part.end < messages.length && missing.length < lookupIds && rows.retainedBytes < options.maxRunRowBytes; part.end++) {
+      const needed = rowNeeded(messages[part.end]!, part.inserted, rows)
+      if (needed) missing.push(...rows.retain([needed]))
+    }
+    const before = rows.retainedBytes
+    await loadRows(rows, missing, options)
+    if (missing.length) part.averageRowBytes = (rows.retainedBytes - before) / missing.length || part.averageRowBytes
+  }
+}
+
+async function loadRows(rows: RowStates, missing: RowRef[], { mongo, retryMongo }: Pick<EventBuilderOptions, 'mongo' | 'retryMongo'>) {
   await Promise.all(
     (['task', 'workspace'] as const).map(async (entity) => {
       const ids = [...new Set(missing.filter((ref) => ref.entity === entity).map((ref) => ref.id))]
@@ -180,23 +218,20 @@ async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mo
   )
 }
 
-/** The rows whose state from before the run the messages need: those they update or delete, unless inserted earlier in the run. */
-function rowsNeeded(messages: DecodedMessage[]): RowRef[] {
-  const needed: RowRef[] = []
-  const inserted = new Set<string>()
-  const need = (key: RowRef) => {
-    if (!inserted.has(`${key.entity}:${key.id}`)) needed.push(key)
-  }
-  for (const message of messages) {
-    if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') continue
-    const key = rowKey(message)!
-    const oldId = message.kind === 'update' ? changedKey(message) : null
-    // A key change deletes the old id and creates the new one: only the old id's state is needed.
-    if (oldId !== null) need({ entity: key.entity, id: oldId })
-    if (message.kind === 'insert' || oldId !== null) inserted.add(`${key.entity}:${key.id}`)
-    else need(key)
-  }
-  return needed
+/**
+ * The row whose state from before the part the message needs: one it updates or deletes, unless the part
+ * inserted it before; for a key change, the old id's (the new id is created). A row the part inserts is
+ * retained from then on (nothing before it to read), so that its later changes in the part find it however
+ * many rows come between.
+ */
+function rowNeeded(message: DecodedMessage, inserted: Set<string>, rows: RowStates): RowRef | null {
+  if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') return null
+  const key = rowKey(message)!
+  const oldId = message.kind === 'update' ? changedKey(message) : null
+  if (message.kind !== 'insert' && oldId === null) return inserted.has(`${key.entity}:${key.id}`) ? null : key
+  inserted.add(`${key.entity}:${key.id}`)
+  rows.retainNew(key)
+  return oldId !== null && !inserted.has(`${key.entity}:${oldId}`) ? { entity: key.entity, id: oldId } : null
 }
 
 /**

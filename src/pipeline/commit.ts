@@ -4,7 +4,8 @@
 //   delivery and for every earlier batch's commit, so the slot never moves past an event that is not
 //   durable and published;
 // - `settled` and then `onDurable` hear of each committed batch once, in order;
-// - at most `maxInFlight` batches are outstanding: `waitForSlot` holds the reader until one commits.
+// - at most `maxInFlight` batches, and `maxInFlightBytes` of events (as built), are outstanding: `waitForSlot`
+//   holds the reader until one commits (a batch alone may weigh more, so that a large event still goes).
 
 import type { TaskEvent } from '../events/events.ts'
 import type { Lsn } from '../replication/lsn.ts'
@@ -17,6 +18,7 @@ export type CommitOptions = {
   /** Records the commit LSN a batch completes, retried until it succeeds. */
   checkpoint(lsn: Lsn): Promise<void>
   maxInFlight: number
+  maxInFlightBytes: number
   /** The batch is acknowledged: what was pinned for it may go. */
   settled(batch: Batch): void
   onDurable?(events: TaskEvent[]): void
@@ -30,18 +32,21 @@ export function createCommit(options: CommitOptions) {
   // The last batch's commit: the next one's waits for it.
   let tail: Promise<void> = Promise.resolve()
   let inFlight = 0
+  let inFlightBytes = 0
   let slotFreed: (() => void) | null = null
 
   return {
-    /** Resolves once fewer than `maxInFlight` batches are outstanding; StopRequested if the stop comes first. */
-    async waitForSlot() {
-      while (inFlight >= options.maxInFlight) await unlessStopped(new Promise<void>((resolve) => (slotFreed = resolve)), signal, 'stopping with every batch slot taken')
+    /** Resolves once a batch of `bytes` fits beside those outstanding; StopRequested if the stop comes first. */
+    async waitForSlot(bytes: number) {
+      while (inFlight >= options.maxInFlight || (inFlight > 0 && inFlightBytes + bytes > options.maxInFlightBytes))
+        await unlessStopped(new Promise<void>((resolve) => (slotFreed = resolve)), signal, 'stopping with every batch slot taken')
       slotFreed = null
     },
 
     /** Commits the batch once `delivered` resolves and every batch added before it is committed. */
     add(batch: Batch, delivered: Promise<void>) {
       inFlight++
+      inFlightBytes += batch.bytes
       const previous = tail
       tail = (async () => {
         await Promise.all([delivered, previous])
@@ -49,8 +54,9 @@ export function createCommit(options: CommitOptions) {
         source.acknowledge(batch.lastSeq)
         options.settled(batch)
         inFlight--
+        inFlightBytes -= batch.bytes
         slotFreed?.()
-        options.onDurable?.(batch.events)
+        options.onDurable?.(batch.stored)
       })()
       // Observed by the next batch or by `committed`; until then a stop's give-up is not an unhandled rejection.
       tail.catch(() => {})

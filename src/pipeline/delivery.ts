@@ -9,11 +9,11 @@
 //   its deadline; once the stop signal fired no failed attempt is made again (StopRequested);
 // - a sink is named failing from its first failed attempt until that operation succeeds.
 
-import type { TaskEvent } from '../events/events.ts'
 import { type Logger, errorLine } from '../log.ts'
 import { StopRequested, backoffDelay, sleep, withDeadline } from '../retry.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
 import type { Publisher } from '../sinks/pubsub.ts'
+import type { EncodedEvents } from './encode.ts'
 
 export type SinkName = 'mongo' | 'pubsub'
 
@@ -21,7 +21,7 @@ export type RetryDelays = { initialDelayMs: number; maxDelayMs: number; attemptD
 
 export type DeliveryOptions = {
   mongo: Pick<MongoSink, 'writeHistory' | 'writeState'>
-  publisher: Pick<Publisher, 'publish'>
+  publisher: Pick<Publisher, 'publishMessages'>
   log: Logger
   /** Backoff between attempts, and the first attempt's deadline (doubled on each retry). */
   retry?: RetryDelays
@@ -81,11 +81,11 @@ export function createDelivery(options: DeliveryOptions) {
 
   return {
     /** Writes and publishes the events, behind every batch given before; resolves once both sinks took them. */
-    async deliver(events: TaskEvent[]) {
-      const mongoCall = (write: (events: TaskEvent[]) => Promise<void>) => retry('mongo', () => observed('mongo', () => write(events)))
-      const history = historyStored.then(() => mongoCall(mongo.writeHistory))
-      const state = Promise.all([history, stateWritten]).then(() => mongoCall(mongo.writeState))
-      const publication = published.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publish(events))))
+    async deliver({ events, stored, messages }: EncodedEvents) {
+      const mongoCall = (write: () => Promise<void>) => retry('mongo', () => observed('mongo', write))
+      const history = historyStored.then(() => mongoCall(() => mongo.writeHistory(stored)))
+      const state = Promise.all([history, stateWritten]).then(() => mongoCall(() => mongo.writeState(events, stored)))
+      const publication = published.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publishMessages(messages))))
       ;[historyStored, stateWritten, published] = [history, state, publication]
       await Promise.all([state, publication])
       stats.eventsTotal += events.length

@@ -6,13 +6,15 @@
 // Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
 // FerretDB 1.24 both support. A batch's history and its rows are separate writes, so that a caller may store
 // one batch's history while the batch before writes its rows; keeping history before state is the caller's
-// part (see `writeBatch`).
+// part (see `writeBatch`). An event over MongoDB's document limit is stored as a copy that leaves its largest
+// values out (events/omit.ts, `storedCopy`); so is a row, should its own document be over the limit.
 
-import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
+import { BSON, type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
 import { type Entity, type EventRow, type TaskEvent, eventRowKey } from '../events/events.ts'
 import { type KnownTask, LIFE_CYCLE, type LifeCycle, type WithLifeCycle } from '../events/life-cycle.ts'
 import type { RowState } from '../events/row-states.ts'
+import { fitEvent } from '../events/omit.ts'
 import { Unreachable } from '../unreachable.ts'
 
 export const COLLECTIONS = {
@@ -35,6 +37,8 @@ export const MAX_UPDATES_PER_COMMAND = 45
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
 const KNOWN_WRITES = 10_000
+// MongoDB's limit on one document (maxBsonObjectSize), which FerretDB keeps too.
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 export type Checkpoint = {
   slot: string
@@ -69,13 +73,6 @@ export function createMongoSink(client: MongoClient, database: string) {
   const collection = <T extends Document>(name: string) => db.collection<T>(name)
   const events = collection<Document & { _id: string }>(COLLECTIONS.events)
   const checkpoints = collection<Document & { _id: string }>(COLLECTIONS.checkpoints)
-
-  function eventDocument(event: TaskEvent): Document {
-    const { id, commitTime, data, previous, ...rest } = event
-    const document: Document = { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
-    if (event.transition?.fromSince) document.transition = { ...event.transition, fromSince: new Date(event.transition.fromSince) }
-    return document
-  }
 
   // Events this sink read back from `task_events` (a replay republishes them): not inserted again, since a
   // duplicate key costs FerretDB a transaction per document.
@@ -114,18 +111,18 @@ export function createMongoSink(client: MongoClient, database: string) {
    * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once,
    * beside the insert of any other; a duplicate key there names a row that exists and gets the guarded replace.
    */
-  async function applyRows(run: TaskEvent[]) {
-    const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
-    for (const event of run) {
+  async function applyRows(run: TaskEvent[], copies: TaskEvent[]) {
+    const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent; oversized: boolean }>()
+    run.forEach((event, index) => {
       const key = eventRowKey(event)
-      if (key) latest.set(`${key.entity}:${key.id}`, { name: ENTITY_COLLECTION[key.entity], id: key.id, event })
-    }
+      if (key) latest.set(`${key.entity}:${key.id}`, { name: ENTITY_COLLECTION[key.entity], id: key.id, event, oversized: copies[index] !== event })
+    })
     await Promise.all(
       (['tasks', 'workspaces'] as const).map(async (name) => {
         const rows = [...latest.values()].filter((row) => row.name === name)
         if (!rows.length) return
         const target = collection<StateDocument>(name)
-        const writes = new Map(rows.map(({ id, event }) => [id, rowWrite(id, event)]))
+        const writes = new Map(rows.map(({ id, event, oversized }) => [id, rowWrite(id, event, oversized)]))
         const update: string[] = []
         const unknown: StateDocument[] = []
         for (const [id, { document }] of writes) {
@@ -139,23 +136,6 @@ export function createMongoSink(client: MongoClient, database: string) {
         for (const [id, { document }] of writes) rememberWritten(name, id, document.lastEventId)
       }),
     )
-  }
-
-  /**
-   * The row as stored after the event: its data, or a tombstone keeping the last known state. An event that
-   * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
-   * those columns stays.
-   */
-  function rowWrite(id: string, event: TaskEvent & WithLifeCycle): RowWrite {
-    const lifeCycle = event[LIFE_CYCLE]
-    const document: StateDocument = event.data
-      ? { ...toDocument(event.data), _id: id, lastEventId: event.id }
-      : { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
-    if (lifeCycle) Object.assign(document, lifeCycleFields(lifeCycle))
-    // A task event that brings no life cycle (one not built by this process, such as a replayed one whose row
-    // is ahead) leaves the stored one as it is.
-    const keepsLifeCycle = !lifeCycle && event.type.startsWith('task.')
-    return { document, partial: (!!event.data && !!event.unchangedToast?.length) || keepsLifeCycle }
   }
 
   /** The guarded writes of these rows, in commands of at most MAX_UPDATES_PER_COMMAND, one after the other. */
@@ -187,16 +167,16 @@ export function createMongoSink(client: MongoClient, database: string) {
     }
   }
 
-  async function applyState(batch: TaskEvent[]) {
+  async function applyState(batch: TaskEvent[], copies: TaskEvent[]) {
     let runStart = 0
     for (let i = 0; i < batch.length; i++) {
       const truncated = TRUNCATED_COLLECTION[batch[i]!.type]
       if (!truncated) continue
-      await applyRows(batch.slice(runStart, i))
+      await applyRows(batch.slice(runStart, i), copies.slice(runStart, i))
       await tombstoneOlderThan(truncated, batch[i]!.id)
       runStart = i + 1
     }
-    await applyRows(batch.slice(runStart))
+    await applyRows(batch.slice(runStart), copies.slice(runStart))
   }
 
   /** Every live row whose last event is older than `eventId` becomes a tombstone (a truncate, or the end of a load). */
@@ -221,18 +201,23 @@ export function createMongoSink(client: MongoClient, database: string) {
      * A batch's rows must come after its own history and every earlier batch's (`writeHistory` one batch
      * after the other, `writeState` only once it is stored), so that a row never holds a state whose event
      * is not stored: after a crash the replay finds every event up to a row's `lastEventId` in the history,
-     * and takes it from there rather than rebuilding it from a row that is already ahead.
+     * and takes it from there rather than rebuilding it from a row that is already ahead. `copies` are the
+     * events as `task_events` holds them (`storedCopy`); the rows are the events' own.
      */
-    async writeBatch(batch: TaskEvent[]) {
-      await insertEvents(batch)
-      await applyState(batch)
+    async writeBatch(batch: TaskEvent[], copies: TaskEvent[] = batch.map(storedCopy)) {
+      await insertEvents(copies)
+      await applyState(batch, copies)
     },
 
-    /** A batch's events in `task_events` (idempotent: a replayed event is not stored twice). */
+    /** A batch's events, as `task_events` holds them (`storedCopy`), idempotent: a replayed event is not stored twice. */
     writeHistory: insertEvents,
 
-    /** The rows a batch leaves, each only where it is newer than the stored one; its history must be stored first. */
-    writeState: applyState,
+    /**
+     * The rows a batch leaves, each only where it is newer than the stored one; its history must be stored
+     * first. `copies` are its events as stored (the events themselves when they fit): a row whose event was
+     * too large is weighed too.
+     */
+    writeState: (batch: TaskEvent[], copies: TaskEvent[] = batch) => applyState(batch, copies),
 
     tombstoneOlderThan,
 
@@ -332,6 +317,45 @@ export function createMongoSink(client: MongoClient, database: string) {
       await checkpoints.updateOne({ _id: slot }, { $set: { ...fields, updatedAt: new Date() } }, { upsert: true })
     },
   }
+}
+
+function eventDocument(event: TaskEvent): Document {
+  const { id, commitTime, data, previous, ...rest } = event
+  const document: Document = { _id: id, ...rest, commitTime: new Date(commitTime), data: toDocument(data), previous: toDocument(previous) }
+  if (event.transition?.fromSince) document.transition = { ...event.transition, fromSince: new Date(event.transition.fromSince) }
+  return document
+}
+
+/**
+ * The event as `task_events` holds it: the event itself, or, when its document is over MAX_DOCUMENT_BYTES,
+ * a copy with its largest values left out and named in `omitted`. The Stream serves this copy.
+ */
+export function storedCopy(event: TaskEvent): TaskEvent {
+  return fitEvent(event, (candidate) => BSON.calculateObjectSize(eventDocument(candidate)), MAX_DOCUMENT_BYTES)
+}
+
+/**
+ * The row as stored after the event: its data, or a tombstone keeping the last known state. An event that
+ * lacks unchanged TOAST columns (`unchangedToast`) sets its known fields only, so that a stored value of
+ * those columns stays. A row over MAX_DOCUMENT_BYTES leaves its largest values out, as its event does.
+ */
+function rowWrite(id: string, event: TaskEvent & WithLifeCycle, oversized: boolean): RowWrite {
+  const write = wholeRowWrite(id, event)
+  if (!oversized || BSON.calculateObjectSize(write.document) <= MAX_DOCUMENT_BYTES) return write
+  const row: TaskEvent = event.data ? { ...event, previous: null } : { ...event, data: null }
+  return wholeRowWrite(id, fitEvent(row, (candidate) => BSON.calculateObjectSize(wholeRowWrite(id, candidate).document), MAX_DOCUMENT_BYTES))
+}
+
+function wholeRowWrite(id: string, event: TaskEvent & WithLifeCycle): RowWrite {
+  const lifeCycle = event[LIFE_CYCLE]
+  const document: StateDocument = event.data
+    ? { ...toDocument(event.data), _id: id, lastEventId: event.id }
+    : { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }
+  if (lifeCycle) Object.assign(document, lifeCycleFields(lifeCycle))
+  // A task event that brings no life cycle (one not built by this process, such as a replayed one whose row
+  // is ahead) leaves the stored one as it is.
+  const keepsLifeCycle = !lifeCycle && event.type.startsWith('task.')
+  return { document, partial: (!!event.data && !!event.unchangedToast?.length) || keepsLifeCycle }
 }
 
 /** Documents by _id, `IDS_PER_LOOKUP` in one `$in` query, one query at a time. */

@@ -7,10 +7,14 @@
 // emulator: 0.8 to 3.4 s per thousand, against 0.1 to 0.2 s unordered). One Publish request may carry
 // many ordering keys; the order per key holds as long as the requests go one after the other, which the
 // pipeline does. A failed request leaves no key paused on the client, so nothing needs resuming.
+// An event over Pub/Sub's message limit is published as a copy that leaves its largest values out
+// (events/omit.ts): the service would refuse it for ever, and the stream would stop behind it.
 
 import { existsSync } from 'node:fs'
 import { PubSub, type ClientConfig, v1 } from '@google-cloud/pubsub'
 import type { TaskEvent } from '../events/events.ts'
+import { eventJson } from '../events/json.ts'
+import { fitEvent } from '../events/omit.ts'
 import { Unreachable } from '../unreachable.ts'
 
 export type PublisherOptions = {
@@ -28,9 +32,15 @@ export class TopicMissingError extends Error {
 
 export type Publisher = ReturnType<typeof createPublisher>
 
-// Pub/Sub's limits for one Publish request: 1,000 messages and 10 MB, with room left for the envelope.
+// Pub/Sub's limits (cloud.google.com/pubsub/quotas, "Resource limits"): a message of at most 10 MB, counted
+// as its data plus its attributes' keys and values plus its ordering key; a Publish request of at most
+// 1,000 messages and 10 MiB on the wire. A request's size is bounded by its messages' sizes, each with
+// what protobuf adds around a message and its fields (tags and lengths: under 8 bytes a field, 8 fields at
+// most here, so 64 is generous), and room for the topic's name and the request's own envelope.
+export const MAX_MESSAGE_BYTES = 10_000_000
 const MAX_REQUEST_MESSAGES = 1_000
-const MAX_REQUEST_BYTES = 9 * 1024 * 1024
+const MAX_REQUEST_BYTES = 10 * 1024 * 1024 - 4 * 1024
+const MESSAGE_ENVELOPE_BYTES = 64
 // One Publish request's deadline. The client's own retries (for up to 10 minutes) are off: the pipeline
 // retries with backoff itself, so an outage shows in /info and the log within seconds instead of hiding in a
 // call that does not return. Its bundling is off too: requests are already sized, and it would hold small
@@ -74,6 +84,12 @@ export function createPublisher(options: PublisherOptions) {
   const missingTopic = () =>
     new TopicMissingError(`Pub/Sub topic ${options.topic} does not exist in project ${options.projectId}: create it, or pass --create-topic`)
 
+  /** Publishes in as few requests as the limits allow, one after the other, in order. */
+  async function publishMessages(messages: OutgoingMessage[]) {
+    const publisher = await publisherClient
+    for (const request of requests(messages)) await publisher.publish({ topic: topic.name, messages: request }, PUBLISH_CALL_OPTIONS)
+  }
+
   async function topicExists(): Promise<boolean> {
     return (await publisherClient).getTopic({ topic: topic.name }, TOPIC_CHECK_OPTIONS).then(
       () => true,
@@ -100,11 +116,10 @@ export function createPublisher(options: PublisherOptions) {
       if (!(await topicExists())) throw missingTopic()
     },
 
-    /** Publishes in as few requests as the limits allow, one after the other, in order. */
-    async publish(events: TaskEvent[]) {
-      const publisher = await publisherClient
-      for (const messages of requests(events)) await publisher.publish({ topic: topic.name, messages }, PUBLISH_CALL_OPTIONS)
-    },
+    /** Publishes the events, each encoded as `encodeEvent` does, as `publishMessages` does. */
+    publish: (events: TaskEvent[]) => publishMessages(events.map((event) => encodeEvent(event).message)),
+
+    publishMessages,
 
     async close() {
       await (await publisherClient).close()
@@ -113,20 +128,45 @@ export function createPublisher(options: PublisherOptions) {
   }
 }
 
-type OutgoingMessage = { data: Buffer; attributes: Record<string, string>; orderingKey: string }
+export type OutgoingMessage = { data: Buffer; attributes: Record<string, string>; orderingKey: string }
 
-function* requests(events: TaskEvent[]): Generator<OutgoingMessage[]> {
+/**
+ * An event's message, the copy of the event it carries, and the bytes of the whole event's JSON: the copy is
+ * the event itself, or, when the event is over MAX_MESSAGE_BYTES, a copy with its largest values left out
+ * and named in `omitted`.
+ */
+export function encodeEvent(event: TaskEvent): { message: OutgoingMessage; copy: TaskEvent; bytes: number } {
+  const message = messageOf(event)
+  const bytes = message.data.length
+  if (messageBytes(message) <= MAX_MESSAGE_BYTES) return { message, copy: event, bytes }
+  // Candidates are measured with their JSON made apart: only the copy chosen is kept.
+  const copy = fitEvent(event, (candidate) => messageBytes({ ...message, data: Buffer.from(JSON.stringify(candidate)) }), MAX_MESSAGE_BYTES)
+  return { message: messageOf(copy), copy, bytes }
+}
+
+function messageOf(event: TaskEvent): OutgoingMessage {
+  return { data: eventJson(event), attributes: attributes(event), orderingKey: orderingKey(event) }
+}
+
+/** A message's size as Pub/Sub counts it against MAX_MESSAGE_BYTES. */
+export function messageBytes(message: OutgoingMessage): number {
+  let bytes = message.data.length + Buffer.byteLength(message.orderingKey)
+  for (const key in message.attributes) bytes += Buffer.byteLength(key) + Buffer.byteLength(message.attributes[key]!)
+  return bytes
+}
+
+function* requests(all: OutgoingMessage[]): Generator<OutgoingMessage[]> {
   let messages: OutgoingMessage[] = []
   let bytes = 0
-  for (const event of events) {
-    const data = Buffer.from(JSON.stringify(event))
-    if (messages.length && (messages.length === MAX_REQUEST_MESSAGES || bytes + data.length > MAX_REQUEST_BYTES)) {
+  for (const message of all) {
+    const size = messageBytes(message) + MESSAGE_ENVELOPE_BYTES
+    if (messages.length && (messages.length === MAX_REQUEST_MESSAGES || bytes + size > MAX_REQUEST_BYTES)) {
       yield messages
       messages = []
       bytes = 0
     }
-    messages.push({ data, attributes: attributes(event), orderingKey: orderingKey(event) })
-    bytes += data.length
+    messages.push(message)
+    bytes += size
   }
   if (messages.length) yield messages
 }

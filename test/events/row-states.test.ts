@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import type { EventRow } from '../../src/events/events.ts'
-import { NEVER_SEEN, createRowStates } from '../../src/events/row-states.ts'
+import { NEVER_SEEN, createRowStates, rowBytes } from '../../src/events/row-states.ts'
 
 const a = { id: 'a', status: 'todo' }
 const b = { id: 'b', status: 'done' }
@@ -20,6 +20,19 @@ describe('row states', () => {
     expect(rows.get('task', 'a').row).toEqual(a)
   })
 
+  test('rows are forgotten once they weigh more than maxBytes, whatever their number; retained ones are weighed', () => {
+    const large = (id: string) => ({ id, description: 'x'.repeat(1_000) })
+    const rows = createRowStates(10_000, 2 * rowBytes(large('a')))
+    for (const id of ['a', 'b', 'c']) rows.load('task', id, state(large(id)))
+    expect(rows.size).toMatchObject({ recent: 2, recentBytes: 2 * rowBytes(large('a')) })
+    expect(rows.retainedBytes).toBe(3 * rowBytes(large('a')))
+    rows.endRun()
+    expect(rows.retainedBytes).toBe(0)
+    expect(rows.retain([ref('a'), ref('b'), ref('c')])).toEqual([ref('a')])
+    expect(rows.retainedBytes).toBe(2 * rowBytes(large('a')))
+    expect(rowBytes(large('a'))).toBeGreaterThan(1_000)
+  })
+
   test('a row written by a batch in flight is kept past the capacity until that batch is released', () => {
     const rows = createRowStates(1)
     rows.set('task', 'a', state(a), 0)
@@ -37,7 +50,7 @@ describe('row states', () => {
     rows.release(0, [ref('a')])
     expect(rows.get('task', 'a').row).toEqual({ ...a, status: 'doing' })
     rows.release(1, [ref('a')])
-    expect(rows.size).toEqual({ recent: 0, retained: 0, pinned: 0 })
+    expect(rows.size).toEqual({ recent: 0, recentBytes: 0, retained: 0, pinned: 0 })
   })
 
   test('rows retained for a run outlive the capacity and their batches until the run ends, with their latest state', () => {

@@ -4,8 +4,19 @@ import { describe, expect, test } from 'bun:test'
 import type { Lsn } from '../../src/replication/lsn.ts'
 import type { Batch } from '../../src/pipeline/build.ts'
 import { createCommit } from '../../src/pipeline/commit.ts'
+import { noEvents } from '../../src/pipeline/encode.ts'
 
-const batch = (number: number, commitLsn: Lsn | null): Batch => ({ number, events: [], lastSeq: number * 10, commitLsn })
+const batch = (number: number, commitLsn: Lsn | null, bytes = 0): Batch => ({ number, ...noEvents(), bytes, lastSeq: number * 10, commitLsn })
+
+/** Waits for a slot for `bytes` while `delivery` is held: the wait must last until the delivery is let go. */
+async function expectWaitUntil(commit: ReturnType<typeof createCommit>, bytes: number, delivery: { resolve(): void }) {
+  let free = false
+  const waiting = commit.waitForSlot(bytes).then(() => (free = true))
+  await Bun.sleep(5)
+  expect(free).toBe(false)
+  delivery.resolve()
+  await waiting
+}
 
 function deferred() {
   let resolve = () => {}
@@ -20,6 +31,7 @@ describe('commit', () => {
       source: { acknowledge: (seq) => void seen.push(`ack ${seq}`) },
       checkpoint: async (lsn) => void seen.push(`checkpoint ${lsn}`),
       maxInFlight: 4,
+      maxInFlightBytes: 1_000,
       settled: (settled) => void seen.push(`settled ${settled.number}`),
       onDurable: () => void seen.push('durable'),
       signal: new AbortController().signal,
@@ -39,15 +51,23 @@ describe('commit', () => {
   })
 
   test('with every slot taken the reader waits until a batch commits', async () => {
-    const commit = createCommit({ source: { acknowledge() {} }, checkpoint: async () => {}, maxInFlight: 1, settled() {}, signal: new AbortController().signal })
+    const commit = createCommit({ source: { acknowledge() {} }, checkpoint: async () => {}, maxInFlight: 1, maxInFlightBytes: 1_000, settled() {}, signal: new AbortController().signal })
     const delivery = deferred()
     commit.add(batch(1, null), delivery.promise)
-    let free = false
-    const waiting = commit.waitForSlot().then(() => (free = true))
-    await Bun.sleep(5)
-    expect(free).toBe(false)
-    delivery.resolve()
-    await waiting
+    await expectWaitUntil(commit, 0, delivery)
     expect(commit.inFlight).toBe(0)
+  })
+
+  test('batches outstanding weigh at most maxInFlightBytes together, though one alone may weigh more', async () => {
+    const commit = createCommit({ source: { acknowledge() {} }, checkpoint: async () => {}, maxInFlight: 16, maxInFlightBytes: 1_000, settled() {}, signal: new AbortController().signal })
+    await commit.waitForSlot(5_000)
+    const heavy = deferred()
+    commit.add(batch(1, null, 5_000), heavy.promise)
+    await expectWaitUntil(commit, 10, heavy)
+    const light = deferred()
+    commit.add(batch(2, null, 600), light.promise)
+    await commit.waitForSlot(400)
+    commit.add(batch(3, null, 400), Promise.resolve())
+    await expectWaitUntil(commit, 1, light)
   })
 })

@@ -5,9 +5,15 @@
 import { describe, expect, test } from 'bun:test'
 import type { TaskEvent } from '../../src/events/events.ts'
 import { createDelivery } from '../../src/pipeline/delivery.ts'
+import type { EncodedEvents } from '../../src/pipeline/encode.ts'
+import type { OutgoingMessage } from '../../src/sinks/pubsub.ts'
 import { testLog } from '../support/log.ts'
 
-const batch = (id: string) => [{ id } as TaskEvent]
+const batch = (id: string): EncodedEvents => {
+  const events = [{ id } as TaskEvent]
+  return { events, stored: events, messages: [{ data: Buffer.from(id), attributes: { eventId: id }, orderingKey: '' }], bytes: 1 }
+}
+const idOf = (messages: OutgoingMessage[]) => messages[0]!.attributes.eventId
 
 /** A MongoDB whose every write waits until the test finishes it by name ('history 1', 'state 2'). */
 function gatedMongo() {
@@ -36,9 +42,9 @@ describe('delivery', () => {
     const delivery = createDelivery({
       mongo: { writeHistory: async () => {}, writeState: async (events) => void seen.push(`mongo ${events[0]!.id}`) },
       publisher: {
-        async publish(events) {
-          if (events[0]!.id === '1') await publishHeld
-          seen.push(`pubsub ${events[0]!.id}`)
+        async publishMessages(messages) {
+          if (idOf(messages) === '1') await publishHeld
+          seen.push(`pubsub ${idOf(messages)}`)
         },
       },
       log: testLog,
@@ -58,7 +64,7 @@ describe('delivery', () => {
     const delivery = createDelivery({
       mongo: { writeHistory: async () => {}, writeState: async () => {} },
       publisher: {
-        async publish() {
+        async publishMessages() {
           if (++attempts < 3) throw new Error('UNAVAILABLE: emulator paused')
         },
       },
@@ -75,7 +81,7 @@ describe('delivery', () => {
 
   test("the next batch's history goes while a batch's rows are written; rows wait for every history before them, and for the rows before", async () => {
     const { mongo, started, finish } = gatedMongo()
-    const delivery = createDelivery({ mongo, publisher: { publish: async () => {} }, log: testLog, signal: new AbortController().signal })
+    const delivery = createDelivery({ mongo, publisher: { publishMessages: async () => {} }, log: testLog, signal: new AbortController().signal })
     const delivered = ['1', '2', '3'].map((name) => delivery.deliver(batch(name)))
     await Bun.sleep(5)
     expect(started).toEqual(['history 1'])

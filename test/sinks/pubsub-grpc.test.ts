@@ -103,6 +103,25 @@ describe('our publisher', () => {
       await publisher.close()
     }
   }, 60_000)
+
+  test('requests stay within Pub/Sub\'s 10 MiB, and an event over its 10 MB goes without its largest values, named in omitted', async () => {
+    const publisher = createPublisher({ projectId: 'test-project', topic: 'limits', serviceAccountFile: '', createTopic: true, emulatorHost: emulator.host })
+    const withDescription = (n: number, bytes: number): TaskEvent => ({ ...event(n), data: { id: `t${n}`, description: 'x'.repeat(bytes) } })
+    try {
+      await publisher.start()
+      // 24 events of 900 kB: near 22 MB in all, more than two requests' worth, each request under 10 MiB.
+      await publisher.publish(Array.from({ length: 24 }, (_, n) => withDescription(n, 900_000)))
+      await publisher.publish([withDescription(24, 12_000_000)])
+      const messages = await emulator.messages('limits')
+      expect(messages).toHaveLength(25)
+      const large = JSON.parse(messages[24]!.data.toString())
+      expect(large).toMatchObject({ id: event(24).id, omitted: { data: ['description'], previous: [] }, data: { id: 't24' } })
+      expect('description' in large.data).toBe(false)
+      expect(messages.slice(0, 24).every((message) => JSON.parse(message.data.toString()).data.description.length === 900_000)).toBe(true)
+    } finally {
+      await publisher.close()
+    }
+  }, 60_000)
 })
 
 // A compiled binary that still reads node_modules at run time (protos JSON by __dirname) would pass

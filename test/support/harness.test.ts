@@ -1,9 +1,9 @@
 // The test servers behave as the connector's tests need: FerretDB answers the MongoDB operations the
 // connector may use (and refuses those it must not), survives a stop or a crash with its data, and
-// the Pub/Sub emulator holds publishes while paused and keeps its messages.
+// the Pub/Sub emulator holds publishes while paused, keeps its messages, and refuses what Pub/Sub refuses.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { PubSub } from '@google-cloud/pubsub'
+import { PubSub, v1 } from '@google-cloud/pubsub'
 import { type Collection, MongoBulkWriteError, MongoClient, MongoServerError } from 'mongodb'
 import { emulatorOptions } from '../../scripts/pubsub-probe.ts'
 import { type FerretDb, startFerretDb } from './ferretdb.ts'
@@ -189,6 +189,30 @@ describe('the Pub/Sub emulator', () => {
     expect(await emulator.count('paused')).toBe(2)
     expect((await emulator.messages('projects/harness/topics/paused', 1)).map((m) => m.data.toString())).toEqual(['during'])
   }, 30_000)
+
+  test('refuses, as Pub/Sub does, a message over 10 MB (data, attributes, ordering key) and a request over 10 MiB', async () => {
+    const INVALID_ARGUMENT = 3
+    const [topic] = await pubsub.createTopic('limits')
+    // The raw client: the library's publisher would batch and split on its own.
+    const client = new v1.PublisherClient((await pubsub.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0])
+    const publish = (messages: { data: Buffer; attributes?: Record<string, string>; orderingKey?: string }[]) =>
+      client.publish({ topic: topic.name, messages }, { retry: null, timeout: 30_000 })
+    try {
+      const attributes = { eventId: 'x'.repeat(20) }
+      const orderingKey = 'k'.repeat(36)
+      const atLimit = 10_000_000 - 'eventId'.length - 20 - 36
+      expect((await publish([{ data: Buffer.alloc(atLimit, 97), attributes, orderingKey }]))[0].messageIds).toHaveLength(1)
+      const overMessage = await errorOf(publish([{ data: Buffer.alloc(atLimit + 1, 97), attributes, orderingKey }]))
+      expect(overMessage.code).toBe(INVALID_ARGUMENT)
+      // Eleven messages of 1,000,000 bytes: each is allowed, their request of 11 MB (over 10 MiB) is not.
+      const overRequest = await errorOf(publish(Array.from({ length: 11 }, () => ({ data: Buffer.alloc(1_000_000, 98) }))))
+      expect(overRequest.code).toBe(INVALID_ARGUMENT)
+      expect((await publish(Array.from({ length: 10 }, () => ({ data: Buffer.alloc(1_000_000, 98) }))))[0].messageIds).toHaveLength(10)
+      expect(await emulator.count('limits')).toBe(11)
+    } finally {
+      await client.close()
+    }
+  }, 60_000)
 
   test('restart() keeps the port but loses every topic and message', async () => {
     await pubsub.createTopic('lost')

@@ -1,7 +1,8 @@
 // A real Pub/Sub gRPC server for the tests: our wrapper around Google's in-memory pstest fake
 // (scripts/pubsub-emulator). pause()/resume() take the gRPC port down and back with topics and messages
 // kept; freeze()/thaw() suspend the process and wake it; messages(topic) reads back everything published
-// to a topic, in publish order.
+// to a topic, in publish order. It refuses what Pub/Sub refuses: a Publish request over 10 MiB, a message over
+// 10,000,000 bytes (INVALID_ARGUMENT).
 
 import { join } from 'node:path'
 import { type ServerProcess, spawnServer, stopServer, tempDir, tool, waitReady } from './server-process.ts'

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Subprocess } from 'bun'
 
-const toolsBin = resolve(import.meta.dir, '../../.tools/bin')
+// TOOLS_BIN: servers built elsewhere (scripts/build-emulators.sh honours it too).
+const toolsBin = process.env.TOOLS_BIN || resolve(import.meta.dir, '../../.tools/bin')
 
 const running = new Set<Subprocess>()
 const dirs = new Set<string>()
