@@ -111,6 +111,15 @@ export function snapshotEvent(entity: Entity, data: EventRow, base: { id: string
   return { ...base, type: `${entity}.snapshot`, ...ids(entity, data), data, previous: null }
 }
 
+/**
+ * A stored row that the initial load did not find in the table: its deletion, of source `initial`, with the
+ * stored state as `previous`. Nobody committed it at that moment, so a task's transition says only from what.
+ */
+export function vanishedEvent(entity: Entity, previous: EventRow, base: { id: string; lsn: string; commitTime: string }): TaskEvent {
+  const event: TaskEvent = { ...base, source: 'initial', xid: null, type: `${entity}.deleted`, ...ids(entity, previous), data: null, previous }
+  return withTransition(entity, event, previous, null)
+}
+
 function ids(entity: Entity, row: EventRow): { workspaceId: string | null; taskId: string | null } {
   return entity === 'task'
     ? { workspaceId: (row.workspaceId as string | undefined) ?? null, taskId: (row.id as string | undefined) ?? null }

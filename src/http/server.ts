@@ -2,7 +2,8 @@
 // /openapi.json, and the data routes under /v1/api (the Stream and the Snapshot). Guarantees: every query
 // parameter is declared and checked before a handler runs; every refusal and failure answers in the
 // contract's `{ error, message }` shape, with an unexpected error's detail in the log only; the data
-// routes require a valid bearer JWT when an issuer is configured, checked before anything else.
+// routes require a valid bearer JWT when an issuer is configured, checked before anything else; the Stream
+// is served only by the instance that streams from the slot (not by one standing by).
 
 import { openapi } from '@elysiajs/openapi'
 import { Elysia, t } from 'elysia'
@@ -16,7 +17,7 @@ import { type Authorizer, createAuthorizer } from './auth.ts'
 import { createMetrics } from './metrics.ts'
 import { startReadiness } from './readiness.ts'
 import { NDJSON, snapshotResponse } from './snapshot.ts'
-import { createApiStore } from './store.ts'
+import { StoreUnavailable, createApiStore } from './store.ts'
 import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
 
 export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping'
@@ -54,7 +55,13 @@ export type Status = {
 // Requests whose target (path and query) is longer are refused before routing: no parameter of this API
 // needs more, and a parser should never see megabytes. Bun itself refuses header sections over 16 KB.
 export const MAX_TARGET_CHARS = 4_096
-const UUID = t.String({ format: 'uuid', description: 'a workspace id (UUID)', error: 'must be a UUID' })
+const SNAPSHOT_BODY = t.Object(
+  { lsn: t.Nullable(t.String()), lastEventId: t.String(), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
+  { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
+)
+// Canonical text only (as PostgreSQL writes a uuid), upper case allowed and folded: the `uuid` format would also
+// take a `urn:uuid:` prefix, which no stored id has.
+const UUID = t.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'a workspace id (UUID)', error: 'must be a UUID' })
 const EVENT_ID_PATTERN = '^[0-9A-F]{16}-[0-9A-F]{8}$'
 const EVENT_ID = t.String({ pattern: EVENT_ID_PATTERN, description: 'an event id, `<16 hex>-<8 hex>`', error: 'must be an event id (16 hex digits, a dash, 8 hex digits)' })
 const TYPE_ALTERNATIVES = EVENT_TYPES.map((type) => type.replace('.', '\\.')).join('|')
@@ -64,7 +71,10 @@ const TYPES = t.String({
   error: `must be a comma list of event types (${EVENT_TYPES.join(', ')})`,
 })
 const ERROR_BODY = t.Object({ error: t.String(), message: t.String() }, { description: 'the contract\'s error shape' })
-const ERRORS = { 400: ERROR_BODY, 401: ERROR_BODY, 404: ERROR_BODY, 500: ERROR_BODY, 503: ERROR_BODY }
+const ERRORS = { 400: ERROR_BODY, 401: ERROR_BODY, 404: ERROR_BODY, 405: ERROR_BODY, 414: ERROR_BODY, 500: ERROR_BODY, 503: ERROR_BODY }
+// A standby takes the slot within seconds of its holder going (src/replication/source.ts retries every second).
+const STANDBY_RETRY_AFTER_S = 5
+const BEARER_SCHEME = 'bearer'
 
 export type HttpServiceOptions = {
   status: () => Status
@@ -74,6 +84,8 @@ export type HttpServiceOptions = {
   checkTopic(): Promise<void>
   auth: { issuer: string | null; audience: string | null }
   maxStreamClients: number
+  /** A Stream client that has taken nothing for this long is disconnected. */
+  streamIdleTimeoutMs?: number
   log: Logger
 }
 
@@ -82,7 +94,13 @@ export function createHttpService(options: HttpServiceOptions) {
   const { status, log } = options
   const store = createApiStore(options.db, options.slot)
   const metrics = createMetrics(status)
-  const live = createLiveStream({ store, metrics, log: log.child({ component: 'stream' }), maxClients: options.maxStreamClients })
+  const live = createLiveStream({
+    store,
+    metrics,
+    log: log.child({ component: 'stream' }),
+    maxClients: options.maxStreamClients,
+    idleReadTimeoutMs: options.streamIdleTimeoutMs,
+  })
   const readiness = startReadiness([{ name: 'mongo', run: store.ping }, { name: 'pubsub', run: options.checkTopic }], log.child({ component: 'readiness' }))
   const authorize = options.auth.issuer ? createAuthorizer({ issuer: options.auth.issuer, audience: options.auth.audience, log }) : null
   if (!authorize) log.warn('no --auth-issuer: /v1/api/* is open to anyone who reaches this port')
@@ -101,6 +119,10 @@ export function createHttpService(options: HttpServiceOptions) {
       }
     },
     observeSink: metrics.sinkCall,
+    /** Another process took the slot: the Stream's clients go where it is streamed. */
+    slotLost: () => live.endAll('another process holds the slot'),
+    /** This process streams again after a reconnection: clients read what may have been published meanwhile. */
+    streamRestarted: () => live.reread(),
     async close() {
       readiness.stop()
     },
@@ -118,6 +140,11 @@ type AppParts = {
 }
 
 const failure = (status: number, error: string, message: string) => Response.json({ error, message }, { status })
+const unavailable = (message: string) =>
+  new Response(JSON.stringify({ error: 'unavailable', message }), {
+    status: 503,
+    headers: { 'content-type': 'application/json', 'retry-after': String(STANDBY_RETRY_AFTER_S) },
+  })
 const unauthorized = () =>
   new Response(JSON.stringify({ error: 'unauthorized', message: 'a valid bearer token is required' }), {
     status: 401,
@@ -132,11 +159,22 @@ export function createHttpApp(parts: AppParts) {
       const url = request.url
       const target = url.slice(url.indexOf('/', url.indexOf('//') + 2))
       if (target.length > MAX_TARGET_CHARS) return failure(414, 'uri_too_long', `the request target is over ${MAX_TARGET_CHARS} characters`)
+      const data = target.startsWith('/v1/api/')
+      if (authorize && data) {
+        const verdict = await authorize(request.headers.get('authorization'))
+        if (verdict === 'refused') return unauthorized()
+        if (verdict === 'unavailable') return unavailable('the token issuer cannot be reached and no keys of it are known yet; retry later')
+      }
+      // The data routes stream their body from MongoDB: a HEAD would run it for nothing.
+      if (data && request.method === 'HEAD') return new Response(JSON.stringify({ error: 'method_not_allowed', message: 'only GET is served here' }), { status: 405, headers: { 'content-type': 'application/json', allow: 'GET' } })
       const repeated = repeatedParameter(target)
       if (repeated) return failure(400, 'invalid_parameter', `query parameter ${repeated}: given more than once`)
-      if (authorize && target.startsWith('/v1/api/') && !(await authorize(request.headers.get('authorization')))) return unauthorized()
     })
     .onError(({ code, error, path, request }) => {
+      if (error instanceof StoreUnavailable) {
+        log.warn(`${path}: refused, ${error.message}`)
+        return unavailable(error.message)
+      }
       switch (code) {
         case 'VALIDATION':
           return failure(400, 'invalid_parameter', validationMessage(error))
@@ -153,7 +191,14 @@ export function createHttpApp(parts: AppParts) {
       openapi({
         provider: null,
         specPath: '/openapi.json',
-        documentation: { info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' } },
+        documentation: {
+          info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' },
+          components: {
+            securitySchemes: {
+              [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'required on /v1/api/* when --auth-issuer is set: a JWT of that issuer' },
+            },
+          },
+        },
       }),
     )
     .get(
@@ -173,7 +218,13 @@ export function createHttpApp(parts: AppParts) {
         if (!ready) set.status = 503
         return { ready, state: current.state, failingSinks: current.failingSinks, checks: readiness.checks }
       },
-      { detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' } },
+      {
+        response: {
+          200: t.Object({ ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }, { description: 'streaming, MongoDB answering, the topic reachable' }),
+          503: t.Object({ ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }, { description: 'not ready: the same body says what fails' }),
+        },
+        detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' },
+      },
     )
     .get(
       '/metrics',
@@ -185,10 +236,11 @@ export function createHttpApp(parts: AppParts) {
     )
     .get(
       '/v1/api/ws/Stream',
-      ({ query, headers, request, server }) => {
+      async ({ query, headers, request, server }) => {
+        if (status().state === 'standby') return unavailable('this instance stands by: another process streams from the slot; connect to the instance that is ready')
         const after = headers['last-event-id'] ?? query.since ?? null
-        const response = live.open(
-          { after, filter: { workspace: query.workspace, types: query.types?.split(',') as typeof EVENT_TYPES[number][] | undefined } },
+        const response = await live.open(
+          { after, filter: { workspace: query.workspace?.toLowerCase(), types: query.types?.split(',') as typeof EVENT_TYPES[number][] | undefined } },
           request.signal,
         )
         if (!response) return failure(503, 'too_many_clients', 'the stream has as many clients as --max-stream-clients allows; retry later')
@@ -207,28 +259,45 @@ export function createHttpApp(parts: AppParts) {
         ),
         headers: t.Object({ 'last-event-id': t.Optional(EVENT_ID) }),
         response: { 200: t.String({ description: 'text/event-stream: `id:` event id, `event:` type, `data:` event JSON' }), ...ERRORS },
-        detail: { summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`' },
+        detail: {
+          summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`',
+          security: [{ [BEARER_SCHEME]: [] }],
+          responses: {
+            200: {
+              description: 'the stream: `id:` event id, `event:` type, `data:` event JSON; a comment line at least every 15 s',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+          },
+        },
       },
     )
     .get(
       '/v1/api/ws/Snapshot',
       ({ query, headers, request, server }) => {
         const format = headers.accept?.includes(NDJSON) ? 'ndjson' : 'json'
+        const workspace = query.workspace?.toLowerCase()
         metrics.snapshots.inc({ format })
         // A large snapshot's first rows can take longer than the server's idle timeout to come.
         server?.timeout(request, 0)
-        return snapshotResponse(store, query.workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
+        return snapshotResponse(store, workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
       },
       {
         query: t.Object({ workspace: t.Optional(UUID) }, { additionalProperties: false }),
-        response: {
-          200: t.Object(
-            { lsn: t.Nullable(t.String()), lastEventId: t.Nullable(t.String()), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
-            { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
-          ),
-          ...ERRORS,
+        headers: t.Object({ accept: t.Optional(t.String({ description: `${NDJSON} for the NDJSON form; anything else, JSON` })) }),
+        response: { 200: SNAPSHOT_BODY, ...ERRORS },
+        detail: {
+          summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan',
+          security: [{ [BEARER_SCHEME]: [] }],
+          responses: {
+            200: {
+              description: `the current rows as one JSON document; with Accept: ${NDJSON}, a header line (lsn, lastEventId, takenAt, workspaces) then one task per line`,
+              content: {
+                'application/json': { schema: { $ref: '#/components/schemas/Snapshot' } },
+                [NDJSON]: { schema: { type: 'string', description: 'lines of JSON: the header with the workspaces, then one task a line' } },
+              },
+            },
+          },
         },
-        detail: { summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan' },
       },
     )
 }
