@@ -55,6 +55,7 @@ export type Status = {
 // Requests whose target (path and query) is longer are refused before routing: no parameter of this API
 // needs more, and a parser should never see megabytes. Bun itself refuses header sections over 16 KB.
 export const MAX_TARGET_CHARS = 4_096
+const READINESS = { ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }
 const SNAPSHOT_BODY = t.Object(
   { lsn: t.Nullable(t.String()), lastEventId: t.String(), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
   { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
@@ -187,10 +188,14 @@ export function createHttpApp(parts: AppParts) {
           return failure(500, 'internal', 'internal error; the detail is in the log')
       }
     })
+    // The generator documents a route's 200 from its schema alone, as JSON or text/plain: the data routes' media types are set here.
+    .onAfterHandle(({ path, response }) => {
+      if (path === OPENAPI_PATH) withMediaTypes(response as OpenApiDocument)
+    })
     .use(
       openapi({
         provider: null,
-        specPath: '/openapi.json',
+        specPath: OPENAPI_PATH,
         documentation: {
           info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' },
           components: {
@@ -220,8 +225,8 @@ export function createHttpApp(parts: AppParts) {
       },
       {
         response: {
-          200: t.Object({ ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }, { description: 'streaming, MongoDB answering, the topic reachable' }),
-          503: t.Object({ ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }, { description: 'not ready: the same body says what fails' }),
+          200: t.Object(READINESS, { description: 'streaming, MongoDB answering, the topic reachable' }),
+          503: t.Object(READINESS, { description: 'not ready: the same body says what fails' }),
         },
         detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' },
       },
@@ -258,16 +263,11 @@ export function createHttpApp(parts: AppParts) {
           { additionalProperties: false },
         ),
         headers: t.Object({ 'last-event-id': t.Optional(EVENT_ID) }),
-        response: { 200: t.String({ description: 'text/event-stream: `id:` event id, `event:` type, `data:` event JSON' }), ...ERRORS },
+        // The 200 is documented by withMediaTypes: a schema here would be documented as text/plain.
+        response: ERRORS,
         detail: {
           summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`',
           security: [{ [BEARER_SCHEME]: [] }],
-          responses: {
-            200: {
-              description: 'the stream: `id:` event id, `event:` type, `data:` event JSON; a comment line at least every 15 s',
-              content: { 'text/event-stream': { schema: { type: 'string' } } },
-            },
-          },
         },
       },
     )
@@ -284,22 +284,34 @@ export function createHttpApp(parts: AppParts) {
       {
         query: t.Object({ workspace: t.Optional(UUID) }, { additionalProperties: false }),
         headers: t.Object({ accept: t.Optional(t.String({ description: `${NDJSON} for the NDJSON form; anything else, JSON` })) }),
-        response: { 200: SNAPSHOT_BODY, ...ERRORS },
+        response: ERRORS,
         detail: {
           summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan',
           security: [{ [BEARER_SCHEME]: [] }],
-          responses: {
-            200: {
-              description: `the current rows as one JSON document; with Accept: ${NDJSON}, a header line (lsn, lastEventId, takenAt, workspaces) then one task per line`,
-              content: {
-                'application/json': { schema: { $ref: '#/components/schemas/Snapshot' } },
-                [NDJSON]: { schema: { type: 'string', description: 'lines of JSON: the header with the workspaces, then one task a line' } },
-              },
-            },
-          },
         },
       },
     )
+}
+
+const OPENAPI_PATH = '/openapi.json'
+type OpenApiDocument = { paths?: Record<string, { get?: { responses?: Record<string, unknown> } }> }
+const DATA_ROUTE_RESPONSES: Record<string, unknown> = {
+  '/v1/api/ws/Stream': {
+    description: 'Server-Sent Events: `id:` event id, `event:` type, `data:` event JSON; a comment line at least every 15 s',
+    content: { 'text/event-stream': { schema: { type: 'string' } } },
+  },
+  '/v1/api/ws/Snapshot': {
+    description: `the current rows as one JSON document; with Accept: ${NDJSON}, a header line (lsn, lastEventId, takenAt, workspaces), then one task a line`,
+    content: { 'application/json': { schema: SNAPSHOT_BODY }, [NDJSON]: { schema: { type: 'string' } } },
+  },
+}
+
+/** The data routes' 200 with their media types, in the generated document. */
+function withMediaTypes(document: OpenApiDocument) {
+  for (const [path, response] of Object.entries(DATA_ROUTE_RESPONSES)) {
+    const responses = document.paths?.[path]?.get?.responses
+    if (responses) responses['200'] = response
+  }
 }
 
 /** The first query parameter given more than once (every parameter of this API takes one value). */

@@ -52,6 +52,7 @@ describe('with --auth-issuer, end to end with oidc-provider', () => {
     }
     // Refused before the parameters are looked at: nothing is learnt without a token.
     expect((await get('/v1/api/ws/Stream?workspace=nope')).status).toBe(401)
+    expect((await get(`/v1/api/ws/Stream?workspace=${crypto.randomUUID()}&workspace=${crypto.randomUUID()}`)).status).toBe(401)
   })
 
   test('/info, /healthz, /readyz, /metrics and /openapi.json stay open', async () => {

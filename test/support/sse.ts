@@ -3,7 +3,8 @@
 
 import { waitFor } from './ports.ts'
 
-export type SseEvent = { id: string; event: string; data: Record<string, any> }
+/** An event as received; `at` is performance.now() when its chunk arrived. */
+export type SseEvent = { id: string; event: string; data: Record<string, any>; at: number }
 
 export type SseClient = {
   status: number
@@ -33,12 +34,13 @@ export async function openStream(url: string, headers: Record<string, string> = 
       try {
         for await (const chunk of response.body as ReadableStream<Uint8Array>) {
           buffered += decoder.decode(chunk, { stream: true })
+          const at = performance.now()
           let end: number
           while ((end = buffered.indexOf('\n\n')) >= 0) {
             const block = buffered.slice(0, end)
             buffered = buffered.slice(end + 2)
-            if (block.startsWith(':')) comments.push(performance.now())
-            else events.push(parseEvent(block))
+            if (block.startsWith(':')) comments.push(at)
+            else events.push(parseEvent(block, at))
           }
         }
         return 'done'
@@ -58,11 +60,11 @@ export async function openStream(url: string, headers: Record<string, string> = 
   }
 }
 
-function parseEvent(block: string): SseEvent {
+function parseEvent(block: string, at: number): SseEvent {
   const fields: Record<string, string> = {}
   for (const line of block.split('\n')) {
     const colon = line.indexOf(': ')
     fields[line.slice(0, colon)] = line.slice(colon + 2)
   }
-  return { id: fields.id!, event: fields.event!, data: JSON.parse(fields.data!) }
+  return { id: fields.id!, event: fields.event!, data: JSON.parse(fields.data!), at }
 }
