@@ -113,6 +113,9 @@ export function createHttpService(options: HttpServiceOptions) {
     durable(batch: TaskEvent[]) {
       // Called from the pipeline's acknowledgement chain: a failure here must not stop the stream.
       try {
+        // The moment a batch is durable and published, on this host's clock: bench:http measures the Stream's
+        // delay from it (its clients stamp their receipts on the same clock).
+        if (batch.length) log.debug('batch durable', { firstEventId: batch[0]!.id, lastEventId: batch.at(-1)!.id, events: batch.length, durableAt: performance.timeOrigin + performance.now() })
         metrics.durable(batch)
         live.durable(batch)
       } catch (error) {

@@ -70,7 +70,7 @@ describe('the Snapshot', () => {
     const workspaceId = await createWorkspace(stack.pg.sql, 'big')
     await insertTasks(stack.pg.sql, workspaceId, 3_000)
     const workload = startWorkload(stack.pg.sql, { seed: 5, changes: 2_000, perSecond: 400, transactionRows: () => 4 })
-    await Bun.sleep(500)
+    await waitFor('the first writes', () => workload.changes > 0, 30_000, 20)
     const writtenBefore = workload.changes
     const { header, tasks } = await ndjsonSnapshot()
     const stream = await openStream(`${base}/v1/api/ws/Stream?since=${header.lastEventId}`)

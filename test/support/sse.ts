@@ -68,3 +68,49 @@ function parseEvent(block: string, at: number): SseEvent {
   }
   return { id: fields.id!, event: fields.event!, data: JSON.parse(fields.data!), at }
 }
+
+export type Follower = {
+  /** Every event received, over every stream, in the order received. */
+  readonly events: SseEvent[]
+  /** The instance (base URL) of each stream opened, in order. */
+  served: string[]
+  stop(): Promise<void>
+}
+
+/**
+ * A reader of an HA pair, as the contract asks of one: whenever its stream ends it resumes with Last-Event-ID
+ * (from `after` at first) at whichever instance answers /readyz 200.
+ */
+export function followStream(bases: string[], path: string, after: string): Follower {
+  const received: SseEvent[] = []
+  const served: string[] = []
+  let current: SseClient | null = null
+  let stopped = false
+  const ready = async (base: string) => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200
+  const running = (async () => {
+    while (!stopped) {
+      const base = (await Promise.all(bases.map(async (base) => ((await ready(base)) ? base : null)))).find(Boolean)
+      const client = base ? await openStream(base + path, { 'last-event-id': received.at(-1)?.id ?? after }).catch(() => null) : null
+      if (client?.status !== 200) {
+        await Bun.sleep(100)
+        continue
+      }
+      current = client
+      served.push(base!)
+      await client.ended
+      received.push(...client.events)
+      current = null
+    }
+  })()
+  return {
+    get events() {
+      return current ? [...received, ...current.events] : received
+    },
+    served,
+    async stop() {
+      stopped = true
+      current?.close()
+      await running
+    },
+  }
+}
