@@ -24,6 +24,8 @@ const READY_TIMEOUT_MS = 120_000
 // Long enough for the batches in flight; after it the connector is killed.
 const CONNECTOR_GRACE_MS = 15_000
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+// The event id below every other (contract section 5): the Stream resumes after it, from the first event.
+const START_OF_HISTORY = '0000000000000000-00000000'
 
 // The four people the sample tasks are assigned to (scripts/sample-data.sql).
 const PEOPLE: Record<string, string> = {
@@ -135,7 +137,10 @@ await waitFor('extract-tasks to stream', streaming, READY_TIMEOUT_MS, 250).catch
 
 console.log(`
 ${bold('task-connector is streaming.')}
+  page       ${bold(`${base}/`)}   (the status page: open it in a browser)
   /info      curl -s ${base}/info
+  Stream     curl -N '${base}/v1/api/ws/Stream?since=${START_OF_HISTORY}'   (every event from the start, then live)
+  Snapshot   curl -s -H 'accept: application/x-ndjson' ${base}/v1/api/ws/Snapshot   (a header line, then a task a line)
   /readyz    curl -s ${base}/readyz
   /metrics   curl -s ${base}/metrics
   psql       psql -h ${pg!.host} -p ${pg!.port} -U ${pg!.user} ${pg!.database}

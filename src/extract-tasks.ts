@@ -141,6 +141,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
   let heartbeatSent = new Map<string, number>()
   let replicationLatencyMs: number | null = null
   let lagBytes: number | null = null
+  let slotWal: { walStatus: string | null; retainedBytes: number | null } = { walStatus: null, retainedBytes: null }
 
   const source = openSource({
     connection,
@@ -209,6 +210,8 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     eventsTotal: pipeline.state.eventsTotal,
     slotHolder: source.holder,
     failingSinks: pipeline.state.failingSinks,
+    slotWalStatus: slotWal.walStatus,
+    retainedWalBytes: slotWal.retainedBytes,
     replicationLatencyMs,
     pendingChanges: source.pendingChanges,
     readingPaused: source.readingPaused,
@@ -258,13 +261,19 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
       seen = now
     }, STATE_WATCH_MS),
   )
-  timers.push(
-    setInterval(() => {
-      source.sql`select (pg_current_wal_lsn() - '0/0')::text as position`
-        .then(([row]) => (lagBytes = Math.max(0, Number(BigInt(row!.position) - source.confirmedLsn))))
-        .catch(() => (lagBytes = null))
-    }, LAG_POLL_MS),
-  )
+  const pollLag = () =>
+    source.sql`
+      select (pg_current_wal_lsn() - '0/0')::text as position, slot.wal_status, (pg_current_wal_lsn() - slot.restart_lsn)::text as retained
+      from (select 1) as one left join pg_replication_slots as slot on slot.slot_name = ${config.slot}`
+      .then(([row]) => {
+        lagBytes = Math.max(0, Number(BigInt(row!.position) - source.confirmedLsn))
+        slotWal = { walStatus: row!.wal_status ?? null, retainedBytes: row!.retained === null ? null : Number(row!.retained) }
+      })
+      .catch(() => {
+        lagBytes = null
+        slotWal = { walStatus: null, retainedBytes: null }
+      })
+  timers.push(setInterval(pollLag, LAG_POLL_MS))
 
   // On a stop, the batches in flight finish (or are given up by their retries), then the source closes.
   signal.addEventListener('abort', () => void pipeline.stop().then(() => source.stop()), { once: true })

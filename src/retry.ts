@@ -1,6 +1,6 @@
 // Waiting between attempts, for every retry loop of the program (the source's reconnects, the sinks'
-// retries, start-up). Guarantees: a wait ends at once when the stop signal fires, so a stop never sits out
-// a backoff; the delay grows exponentially with jitter, capped.
+// retries, start-up), and the deadline of one attempt. Guarantees: a wait ends at once when the stop signal
+// fires, so a stop never sits out a backoff; the delay grows exponentially with jitter, capped.
 
 /** Work abandoned because a stop was asked: not a failure, the next start takes over from the checkpoint. */
 export class StopRequested extends Error {
@@ -47,5 +47,18 @@ export async function unlessStopped<T>(work: Promise<T>, signal: AbortSignal, wh
     signal.removeEventListener('abort', onAbort)
     // An abandoned step may fail later, once its connection is closed: that is expected, not unhandled.
     work.catch(() => {})
+  }
+}
+
+/** The work's outcome, or a failure once `ms` have passed without one (the work itself goes on). */
+export async function withDeadline(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${Math.round(ms / 1000)} s`)), ms)
+  })
+  try {
+    await Promise.race([work, deadline])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -20,6 +20,14 @@ for (const backend of BACKENDS) describe(`extract-tasks (FerretDB on ${backend})
     expect(info.confirmedLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/)
   })
 
+  // The page is imported as text and embedded: scripts/test runs this file through the compiled binary too.
+  test('the status page is served, whole, from the program itself', async () => {
+    const { STATUS_PAGE } = await import('../src/http/status-page.ts')
+    const response = await fetch(`http://127.0.0.1:${shared.connector.port}/`)
+    expect(response.headers.get('content-security-policy')).toStartWith("default-src 'none'")
+    expect(await response.text()).toBe(STATUS_PAGE)
+  })
+
   test('the whole life cycle of a task becomes events, history and state', async () => {
     const { sql } = shared.stack.pg
     const workspaceId = await createWorkspace(sql, 'life')

@@ -5,7 +5,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { TaskEvent } from '../events/events.ts'
-import type { SinkName } from '../pipeline.ts'
+import type { SinkName } from '../pipeline/delivery.ts'
 import { parseLsn } from '../replication/lsn.ts'
 import type { Status } from './server.ts'
 

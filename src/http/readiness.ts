@@ -3,7 +3,7 @@
 // reaches a store itself. An idle connector learns of an outage here rather than from its next batch.
 
 import type { Logger } from '../log.ts'
-import { withDeadline } from '../pipeline.ts'
+import { withDeadline } from '../retry.ts'
 
 // Kubernetes probes every 10 s by default: a check every 5 s answers each probe with a fresh result.
 export const CHECK_INTERVAL_MS = 5_000
@@ -38,6 +38,10 @@ export function startReadiness(checks: Check[], log: Logger, intervalMs = CHECK_
     /** Each check's last result. */
     get checks(): Record<string, boolean> {
       return Object.fromEntries([...passing].map(([name, ok]) => [name, ok === true]))
+    },
+    /** The checks that ran and failed last time (not those yet to run). */
+    get failing(): string[] {
+      return [...passing].filter(([, ok]) => ok === false).map(([name]) => name)
     },
     get ok() {
       return [...passing.values()].every((ok) => ok === true)

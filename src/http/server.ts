@@ -1,22 +1,26 @@
-// The HTTP API of extract-tasks (contract section 5) on Elysia: /info, /healthz, /readyz, /metrics,
-// /openapi.json, and the data routes under /v1/api (the Stream and the Snapshot). Guarantees: every query
-// parameter is declared and checked before a handler runs; every refusal and failure answers in the
-// contract's `{ error, message }` shape, with an unexpected error's detail in the log only; the data
-// routes require a valid bearer JWT when an issuer is configured, checked before anything else; the Stream
-// is served only by the instance that streams from the slot (not by one standing by).
+// The HTTP API of extract-tasks (contract section 5) on Elysia: the status page (/), /info, /info/history,
+// /healthz, /readyz, /metrics, /openapi.json, and the data routes under /v1/api (the Stream and the
+// Snapshot). Guarantees: every query parameter is declared and checked before a handler runs; every refusal
+// and failure answers in the contract's `{ error, message }` shape, with an unexpected error's detail in the
+// log only; the data routes require a valid bearer JWT when an issuer is configured, checked before anything
+// else; the Stream is served only by the instance that streams from the slot (not by one standing by).
 
 import { openapi } from '@elysiajs/openapi'
 import { Elysia, t } from 'elysia'
 import type { Db } from 'mongodb'
 import type { TaskEvent } from '../events/events.ts'
 import type { Logger } from '../log.ts'
-import type { SinkName } from '../pipeline.ts'
+import type { SinkName } from '../pipeline/delivery.ts'
 import type { SlotHolder } from '../replication/source.ts'
 import { PROGRAM, VERSION } from '../version.ts'
 import { type Authorizer, createAuthorizer } from './auth.ts'
+import { type History, startHistory } from './history.ts'
+import { type LastSnapshot, createLastSnapshot } from './last-snapshot.ts'
 import { createMetrics } from './metrics.ts'
 import { startReadiness } from './readiness.ts'
 import { NDJSON, snapshotResponse } from './snapshot.ts'
+import { statusPageResponse } from './status-page.ts'
+import { createStatusView } from './status-view.ts'
 import { StoreUnavailable, createApiStore } from './store.ts'
 import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
 
@@ -34,8 +38,14 @@ export type Status = {
   eventsTotal: number
   /** While standing by: the process that streams from the slot (its walsender pid, client address, application). */
   slotHolder: SlotHolder | null
-  /** Sinks whose writes fail at the moment: the stream is held until they succeed. */
+  /**
+   * Sinks whose writes fail at the moment (the stream is held until they succeed); in /info, also those whose
+   * readiness check fails.
+   */
   failingSinks: string[]
+  /** The slot's `wal_status` and the WAL it retains (from its restart LSN), read with the lag; null before. */
+  slotWalStatus: string | null
+  retainedWalBytes: number | null
   /** Heartbeat round trip through the WAL, in ms; null before the first one returns. */
   replicationLatencyMs: number | null
   /**
@@ -92,9 +102,9 @@ export type HttpServiceOptions = {
 
 /** The HTTP service: its routes, and the hooks the pipeline reports to. */
 export function createHttpService(options: HttpServiceOptions) {
-  const { status, log } = options
+  const { log } = options
   const store = createApiStore(options.db, options.slot)
-  const metrics = createMetrics(status)
+  const metrics = createMetrics(options.status)
   const live = createLiveStream({
     store,
     metrics,
@@ -103,10 +113,13 @@ export function createHttpService(options: HttpServiceOptions) {
     idleReadTimeoutMs: options.streamIdleTimeoutMs,
   })
   const readiness = startReadiness([{ name: 'mongo', run: store.ping }, { name: 'pubsub', run: options.checkTopic }], log.child({ component: 'readiness' }))
+  const status = createStatusView(options.status, () => readiness.failing)
+  const history = startHistory(status)
+  const lastSnapshot = createLastSnapshot(options.db)
   const authorize = options.auth.issuer ? createAuthorizer({ issuer: options.auth.issuer, audience: options.auth.audience, log }) : null
   if (!authorize) log.warn('no --auth-issuer: /v1/api/* is open to anyone who reaches this port')
 
-  const app = createHttpApp({ status, live, store, metrics, readiness, authorize, log })
+  const app = createHttpApp({ status, history, lastSnapshot, live, store, metrics, readiness, authorize, log })
   return {
     app,
     /** The pipeline's onDurable: live clients and metrics. */
@@ -129,12 +142,15 @@ export function createHttpService(options: HttpServiceOptions) {
     streamRestarted: () => live.reread(),
     async close() {
       readiness.stop()
+      history.stop()
     },
   }
 }
 
 type AppParts = {
   status: () => Status
+  history: History
+  lastSnapshot: () => Promise<LastSnapshot | null>
   live: LiveStream
   store: ReturnType<typeof createApiStore>
   metrics: ReturnType<typeof createMetrics>
@@ -156,7 +172,7 @@ const unauthorized = () =>
   })
 
 export function createHttpApp(parts: AppParts) {
-  const { status, live, store, metrics, readiness, authorize, log } = parts
+  const { status, history, lastSnapshot, live, store, metrics, readiness, authorize, log } = parts
   // normalize: false, so that an unknown query parameter (a misspelt filter) is refused, not dropped.
   return new Elysia({ normalize: false })
     .onRequest(async ({ request }) => {
@@ -209,14 +225,16 @@ export function createHttpApp(parts: AppParts) {
         },
       }),
     )
+    .get('/', statusPageResponse, { detail: { summary: 'The status page (HTML, for a person)' } })
     .get(
       '/info',
-      () => {
+      async () => {
         const { ready: _ready, ...info } = status()
-        return info
+        return { ...info, lastSnapshot: await lastSnapshot() }
       },
       { detail: { summary: 'Service status' } },
     )
+    .get('/info/history', () => history.read(), { detail: { summary: 'The last hour of /info figures, one sample every 5 s (at most 720)' } })
     .get('/healthz', () => ({ status: 'ok' }), { detail: { summary: 'Liveness' } })
     .get(
       '/readyz',

@@ -6,7 +6,7 @@
 import type { Db, Document, FindCursor } from 'mongodb'
 import { eventIdRange } from '../events/ids.ts'
 import type { EventType, TaskEvent } from '../events/events.ts'
-import { withDeadline } from '../pipeline.ts'
+import { withDeadline } from '../retry.ts'
 import { parseLsn } from '../replication/lsn.ts'
 import { COLLECTIONS, eventFromDocument, fromDocument } from '../sinks/mongo.ts'
 

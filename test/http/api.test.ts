@@ -178,7 +178,7 @@ describe('metrics and OpenAPI', () => {
 
   test('/openapi.json lists every route with its parameters and error shape', async () => {
     const document = (await (await fetch(`${base}/openapi.json`)).json()) as Document
-    expect(Object.keys(document.paths).sort()).toEqual(['/healthz', '/info', '/metrics', '/readyz', '/v1/api/ws/Snapshot', '/v1/api/ws/Stream'])
+    expect(Object.keys(document.paths).sort()).toEqual(['/', '/healthz', '/info', '/info/history', '/metrics', '/readyz', '/v1/api/ws/Snapshot', '/v1/api/ws/Stream'])
     const stream = document.paths['/v1/api/ws/Stream'].get
     expect(stream.parameters.map((parameter: { name: string; in: string }) => `${parameter.in}:${parameter.name}`).sort()).toEqual(['header:last-event-id', 'query:since', 'query:types', 'query:workspace'])
     expect(JSON.stringify(stream.responses['400'])).toContain('"error"')

@@ -55,8 +55,8 @@ describe('with --auth-issuer, end to end with oidc-provider', () => {
     expect((await get(`/v1/api/ws/Stream?workspace=${crypto.randomUUID()}&workspace=${crypto.randomUUID()}`)).status).toBe(401)
   })
 
-  test('/info, /healthz, /readyz, /metrics and /openapi.json stay open', async () => {
-    for (const path of ['/info', '/healthz', '/readyz', '/metrics', '/openapi.json']) expect((await get(path)).status).toBe(200)
+  test('the status page, /info, /info/history, /healthz, /readyz, /metrics and /openapi.json stay open', async () => {
+    for (const path of ['/', '/info', '/info/history', '/healthz', '/readyz', '/metrics', '/openapi.json']) expect((await get(path)).status).toBe(200)
     expect(connector.log()).not.toContain('no --auth-issuer')
   })
 

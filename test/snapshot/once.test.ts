@@ -13,7 +13,7 @@ const TASKS_PER_WORKSPACE = TASKS / WORKSPACES
 // Pub/Sub client) sits at 108-125 MB once connected, and runs measured 131-168 MB at 10,000 tasks and
 // 143-177 MB at 100,000 on this shared 2-core host: the figure follows the runtime's noise, not the task
 // count. This bound catches memory that grows with the data (100,000 tasks' pages or events held would be
-// hundreds of MB), not the budget; the README says so.
+// hundreds of MB), not the budget; docs/start-job.md says so.
 const MAX_PEAK_RSS_MB = 200
 const EVENT_ID = /^[0-9A-F]{16}-[0-9A-F]{8}$/
 

@@ -15,7 +15,7 @@ import { type PubSubEmulator, startPubSubEmulator } from './pubsub.ts'
  */
 export const PROGRAM_COMMAND = process.env.TC_BINARY ? [resolve(process.env.TC_BINARY)] : [process.execPath, join(import.meta.dir, '../../src/cli.ts')]
 export const TOPIC = 'taskTopic'
-/** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (README, "Memory"). */
+/** The garbage collector's memory budget that the Dockerfile and the systemd unit ship (docs/configuration.md, "Memory"). */
 export const CONNECTOR_MEMORY_ENV = { BUN_JSC_forceRAMSize: String(128 * 1024 * 1024) }
 export const MONGO_DATABASE = 'task_connector'
 const STOP_GRACE_MS = 30_000
@@ -61,10 +61,11 @@ export type Connector = {
  */
 export async function startConnector(
   stack: Stack,
-  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000, program = PROGRAM_COMMAND }:
-    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number; program?: string[] } = {},
+  { flags = [], env = {}, until = 'streaming', timeoutMs = 120_000, program = PROGRAM_COMMAND, port: given }:
+    { flags?: string[]; env?: Record<string, string>; until?: 'spawned' | 'answering' | 'streaming'; timeoutMs?: number; program?: string[]; port?: number } = {},
 ): Promise<Connector> {
-  const port = await freePort()
+  // A given port: a restarted connector answers where its clients (the status page) look for it.
+  const port = given ?? (await freePort())
   const child = Bun.spawn(
     [
       ...program, 'extract-tasks',
