@@ -157,12 +157,21 @@ describe('bad tokens, minted with jose', () => {
       expect(await bearer(token())).toBe('refused')
     })
 
+  /** Runs `body` while the issuer answers so, then lets it answer with its keys again. */
+  async function whileIssuerAnswers(answer: typeof issuerAnswers, body: () => Promise<void>) {
+    issuerAnswers = answer
+    try {
+      await body()
+    } finally {
+      issuerAnswers = 'keys'
+    }
+  }
+
   test('with the issuer down after the first good request, good tokens pass past the keys\' age, and others are still refused', async () => {
     const KEYS_MAX_AGE_MS = 200
     const holding = createAuthorizer({ issuer: issuerUrl, audience: AUDIENCE, log: testLog, keysMaxAgeMs: KEYS_MAX_AGE_MS })
     expect(await holding(`Bearer ${await signed(claims())}`)).toBe('ok')
-    issuerAnswers = 'failure'
-    try {
+    await whileIssuerAnswers('failure', async () => {
       const requestsBefore = issuerRequests
       const stoppedAt = performance.now()
       // Past several key ages, each request asks for fresh keys (the issuer fails), and still passes.
@@ -172,32 +181,24 @@ describe('bad tokens, minted with jose', () => {
       }
       expect(issuerRequests).toBeGreaterThan(requestsBefore)
       expect(await holding(`Bearer ${await signed({ ...claims(), aud: 'someone-else' })}`)).toBe('refused')
-    } finally {
-      issuerAnswers = 'keys'
-    }
+    })
   })
 
   test('with no keys yet and the issuer failing: unavailable, and a flood of tokens asks the issuer once per cool-down', async () => {
-    issuerAnswers = 'failure'
-    try {
+    await whileIssuerAnswers('failure', async () => {
       const fresh = createAuthorizer({ issuer: issuerUrl, audience: AUDIENCE, log: testLog })
       const requestsBefore = issuerRequests
       const token = await signed(claims())
       const verdicts = await Promise.all(Array.from({ length: 200 }, () => fresh(`Bearer ${token}`)))
       expect(new Set(verdicts)).toEqual(new Set(['unavailable']))
       expect(issuerRequests - requestsBefore).toBe(1)
-    } finally {
-      issuerAnswers = 'keys'
-    }
+    })
   })
 
   test('a discovery document that names another issuer is not trusted', async () => {
-    issuerAnswers = 'another issuer'
-    try {
+    await whileIssuerAnswers('another issuer', async () => {
       const misled = createAuthorizer({ issuer: issuerUrl, audience: AUDIENCE, log: testLog })
       expect(await misled(`Bearer ${await signed(claims())}`)).toBe('unavailable')
-    } finally {
-      issuerAnswers = 'keys'
-    }
+    })
   })
 })

@@ -68,7 +68,9 @@ test('after a reload, a resumed reader and a Snapshot taken mid-load plus the St
   await waitFor('the connector to stream after its load', async () => (await connector!.info()).state === 'streaming', 300_000, 200)
   await waitCaughtUp(stack, connector, 120_000)
   last = await lastPublished()
-  await waitFor('both readers at the end of the stream', () => resumed.events.at(-1)?.id === last && afterSnapshot.events.at(-1)?.id === last, 120_000, 50)
+  await waitFor('both readers at the end of the stream', () => resumed.events.at(-1)?.id === last && afterSnapshot.events.at(-1)?.id === last, 300_000, 50).catch((error) => {
+    throw new Error(`${error.message}: the resumed reader at ${resumed.events.at(-1)?.id} (${resumed.served.length} streams), the one after the Snapshot at ${afterSnapshot.events.at(-1)?.id}, the last ${last}`)
+  })
   await resumed.stop()
   afterSnapshot.close()
 
