@@ -20,7 +20,7 @@ export class StoreUnavailable extends Error {}
 
 // A request's first read: past this the client is told 503 rather than kept waiting (the driver itself would
 // wait for its server selection, 30 s, and a Stream would answer 200 and then be cut).
-const FIRST_READ_DEADLINE_MS = 3_000
+const FIRST_READ_DEADLINE_MS = 5_000
 // Documents per round trip of a cursor: large enough that a catch-up is not a round trip per event, small
 // enough that a page of large events stays a few MB.
 const CURSOR_BATCH = 500
