@@ -70,8 +70,7 @@ const SNAPSHOT_BODY = t.Object(
   { lsn: t.Nullable(t.String()), lastEventId: t.String(), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
   { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
 )
-// Canonical text only (as PostgreSQL writes a uuid), upper case allowed and folded: the `uuid` format would also
-// take a `urn:uuid:` prefix, which no stored id has.
+// Canonical text only, as PostgreSQL writes a uuid; upper case is taken and folded to the stored lower case.
 const UUID = t.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'a workspace id (UUID)', error: 'must be a UUID' })
 const EVENT_ID_PATTERN = '^[0-9A-F]{16}-[0-9A-F]{8}$'
 const EVENT_ID = t.String({ pattern: EVENT_ID_PATTERN, description: 'an event id, `<16 hex>-<8 hex>`', error: 'must be an event id (16 hex digits, a dash, 8 hex digits)' })

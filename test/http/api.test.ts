@@ -94,7 +94,6 @@ describe('the Snapshot', () => {
 describe('input and errors', () => {
   const refusals: [string, Record<string, string>?][] = [
     ['/v1/api/ws/Stream?workspace=nope'],
-    // The `uuid` format would take this; no stored id has the prefix, so a filter with it would match nothing.
     ['/v1/api/ws/Snapshot?workspace=urn:uuid:' + crypto.randomUUID()],
     ['/v1/api/ws/Stream?types=task.created,task.exploded'],
     ['/v1/api/ws/Stream?types='],

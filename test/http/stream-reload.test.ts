@@ -13,8 +13,8 @@ import { type Connector, type Stack, publishedEvents, startConnector, startStack
 import { createWorkspace, insertTasks } from '../support/workspace.ts'
 
 // Enough that the reload takes seconds, so that a Snapshot lands in its middle (FerretDB takes some 2,000 a second).
-const TASKS = 12_000
-const LOADED_BEFORE_SNAPSHOT = 2_000
+const TASKS = 20_000
+const LOADED_BEFORE_SNAPSHOT = 1_000
 const STREAM = '/v1/api/ws/Stream'
 const ZERO = '0000000000000000-00000000'
 
@@ -55,7 +55,14 @@ test('after a reload, a resumed reader and a Snapshot taken mid-load plus the St
   const restarted = `http://127.0.0.1:${connector.port}`
   const checkpoint = () => stack.db.collection('checkpoints').findOne({ _id: 'task_connector' as any })
   const reloaded = () => stack.db.collection('tasks').countDocuments({ lastEventId: { $gt: (last.split('-')[0]!) + '-G' } })
-  await waitFor('the reload under way', async () => (await checkpoint())?.initialLoad === 'running' && (await reloaded()) >= LOADED_BEFORE_SNAPSHOT, 120_000, 100)
+  let seen = 'nothing read yet'
+  await waitFor('the reload under way', async () => {
+    const [load, count] = [(await checkpoint())?.initialLoad, await reloaded()]
+    seen = `initialLoad ${load}, ${count} tasks loaded`
+    return load === 'done' || (load === 'running' && count >= LOADED_BEFORE_SNAPSHOT)
+  }, 300_000, 100).catch((error) => {
+    throw new Error(`${error.message} (${seen}); the connector's last lines: ${connector!.log().split('\n').slice(-8).join('\n')}`)
+  })
   const response = await fetch(`${restarted}/v1/api/ws/Snapshot`, { headers: { accept: 'application/x-ndjson' } })
   const [header, ...tasks] = (await response.text()).trimEnd().split('\n').map((line) => JSON.parse(line)) as Document[]
   expect((await checkpoint())?.initialLoad).toBe('running')
