@@ -7,7 +7,7 @@
 // each event (stamped by the client, same clock): one sample per event and client, no cap on the quantile.
 // The comparison is one client alone (`one_client_sse_delay_ms`), in the same run, rounds alternating
 // (one client, then 100 clients and a catch-up), medians over the rounds. Catch-up: while the load runs,
-// 100 further clients resume 10,000 events back at once; their deliveries are reported apart. Misses and
+// 100 further clients resume some 10,000 events back (whole batches) at once; their deliveries are reported apart. Misses and
 // duplicates are counted per client: a live client must get every event made durable while it was connected.
 // The load is reported as achieved (events made durable a second), not as asked for. The clients run in
 // this process, which shares the two cores with the connector and the servers.
@@ -88,6 +88,18 @@ function durableStamps(connector: Connector) {
       }
       return high >= 0 && id <= lasts[high]! ? times[high] : undefined
     },
+    /**
+     * A resume point about `count` events back from the last stamped: the last id of a batch, the head, and
+     * the exact number of events after the one up to the other; null while fewer are stamped.
+     */
+    back(count: number): { since: string; head: string; events: number } | null {
+      let events = 0
+      for (let i = lasts.length - 1; i > 0; i--) {
+        events += sizes[i]!
+        if (events >= count) return { since: lasts[i - 1]!, head: lasts.at(-1)!, events }
+      }
+      return null
+    },
     /** Events made durable between two moments. */
     eventsBetween(from: number, to: number): number {
       let count = 0
@@ -99,7 +111,7 @@ function durableStamps(connector: Connector) {
 type Stamps = ReturnType<typeof durableStamps>
 
 /** One SSE client: parses every event, and keeps per-client counts and delay samples. */
-async function streamClient(url: string, stamps: Stamps, options: { lastEventId?: string; keepIds?: boolean; until?: string } = {}) {
+async function streamClient(url: string, stamps: Stamps, options: { lastEventId?: string; until?: string } = {}) {
   const abort = new AbortController()
   const response = await fetch(url, { signal: abort.signal, headers: options.lastEventId ? { 'last-event-id': options.lastEventId } : {} })
   if (response.status !== 200) throw new Error(`stream answered ${response.status}`)
@@ -113,7 +125,6 @@ async function streamClient(url: string, stamps: Stamps, options: { lastEventId?
     durableTimes: [] as number[],
     unstamped: [] as [string, number][],
     receipts: [] as [string, number][],
-    ids: [] as string[],
     /** When the event `until` arrived, and how many events had arrived by then. */
     reachedAt: null as number | null,
     reachedCount: 0,
@@ -136,7 +147,6 @@ async function streamClient(url: string, stamps: Stamps, options: { lastEventId?
           state.lastId = event.id
           state.unique++
           state.receipts.push([event.id, at])
-          if (options.keepIds) state.ids.push(event.id)
           if (event.id === options.until) {
             state.reachedAt = at
             state.reachedCount = state.unique
@@ -181,8 +191,8 @@ const delaySummary = (delays: number[]) => {
 type Window = { delay: { p50: number; p99: number; samples: number }; missing: number; duplicates: number; achievedPerS: number; deliveredPerS: number }
 
 /** `count` live clients for `seconds` of load: their delays, misses and duplicates. */
-async function liveWindow(url: string, stamps: Stamps, count: number, seconds: number, during?: (recorder: Awaited<ReturnType<typeof streamClient>>) => Promise<void>): Promise<Window> {
-  const clients = await Promise.all(Array.from({ length: count }, (_, i) => streamClient(url, stamps, { keepIds: i === 0 })))
+async function liveWindow(url: string, stamps: Stamps, count: number, seconds: number, during?: () => Promise<void>): Promise<Window> {
+  const clients = await Promise.all(Array.from({ length: count }, () => streamClient(url, stamps)))
   const from = now() + EDGE_MS
   const settle = () => {
     stamps.absorb()
@@ -191,7 +201,7 @@ async function liveWindow(url: string, stamps: Stamps, count: number, seconds: n
   const settling = setInterval(settle, 500)
   await Bun.sleep(seconds * 1000)
   const to = now() - EDGE_MS
-  await during?.(clients[0]!)
+  await during?.()
   // The last events of the window reach the clients and their stamps reach the log.
   await Bun.sleep(2 * EDGE_MS)
   clearInterval(settling)
@@ -209,12 +219,13 @@ async function liveWindow(url: string, stamps: Stamps, count: number, seconds: n
   }
 }
 
-/** `count` clients resuming `back` events before the recorder's last, at once, while the load runs. */
-async function catchUp(url: string, stamps: Stamps, recorder: Awaited<ReturnType<typeof streamClient>>, count: number, back: number) {
-  const ids = recorder.state.ids
-  if (ids.length <= back) throw new Error(`only ${ids.length} events seen, not ${back} back: give --seconds more`)
-  const head = ids.at(-1)!
-  const since = ids.at(-1 - back)!
+/** `count` clients resuming some `back` events before the last made durable, at once, while the load runs. */
+async function catchUp(url: string, stamps: Stamps, count: number, back: number) {
+  let point: ReturnType<Stamps['back']> = null
+  const waitUntil = Date.now() + CATCH_UP_DEADLINE_MS
+  while (!(point = (stamps.absorb(), stamps.back(back))) && Date.now() < waitUntil) await Bun.sleep(200)
+  if (!point) throw new Error(`fewer than ${back} events made durable in ${CATCH_UP_DEADLINE_MS / 1000} s`)
+  const { since, head, events } = point
   const started = now()
   const clients = await Promise.all(Array.from({ length: count }, () => streamClient(url, stamps, { lastEventId: since, until: head })))
   const deadline = Date.now() + CATCH_UP_DEADLINE_MS
@@ -228,8 +239,9 @@ async function catchUp(url: string, stamps: Stamps, recorder: Awaited<ReturnType
     seconds,
     delays: clients.flatMap((client) => client.state.delays),
     duplicates: clients.reduce((sum, client) => sum + client.state.duplicates, 0),
-    // Each must have had the `back` events up to the head, once each.
-    missing: clients.reduce((sum, client) => sum + (client.state.reachedAt === null ? back : Math.max(0, back - client.state.reachedCount)), 0),
+    events,
+    // Each must have had the events up to the head, once each.
+    missing: clients.reduce((sum, client) => sum + (client.state.reachedAt === null ? events : Math.max(0, events - client.state.reachedCount)), 0),
   }
 }
 
@@ -254,7 +266,7 @@ try {
   for (let round_ = 1; round_ <= ROUNDS; round_++) {
     one.push(await liveWindow(url, stamps, 1, SECONDS))
     progress(`round ${round_}: one client: ${JSON.stringify(one.at(-1))}`)
-    many.push(await liveWindow(url, stamps, CLIENTS, SECONDS, async (recorder) => void catchUps.push(await catchUp(url, stamps, recorder, CLIENTS, CATCH_UP_EVENTS))))
+    many.push(await liveWindow(url, stamps, CLIENTS, SECONDS, async () => void catchUps.push(await catchUp(url, stamps, CLIENTS, CATCH_UP_EVENTS))))
     progress(`round ${round_}: ${CLIENTS} clients: ${JSON.stringify(many.at(-1))}; catch-up ${round(catchUps.at(-1)!.seconds, 2)} s`)
   }
   stopLoad.abort()
@@ -297,7 +309,7 @@ try {
     per_round: many.map((window, i) => ({ clients: window.delay, one_client: one[i]!.delay, catch_up_seconds: round(catchUps[i]!.seconds, 2) })),
     catch_up: {
       clients: CLIENTS,
-      events_back: CATCH_UP_EVENTS,
+      events_back: round(median(catchUps.map((catchUp) => catchUp.events)), 0),
       seconds: round(median(catchUps.map((catchUp) => catchUp.seconds)), 2),
       delivery_delay_ms: delaySummary(catchUps.flatMap((catchUp) => catchUp.delays)),
     },
