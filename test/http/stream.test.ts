@@ -184,6 +184,7 @@ describe('the Stream', () => {
     const since = (await publishedAfter('')).at(-650)!.id
     const cycle = (readFirst: boolean) => async () => {
       const client = await openStream(`${base}?since=${since}`)
+      expect(client.refusal).toBeNull()
       if (readFirst) await client.waitForEvents(1, 300_000)
       client.close()
     }
