@@ -72,7 +72,7 @@ const API_FLAGS: Flag[] = [
   text('stream-idle-timeout', 'duration', 'disconnect a Stream client that has read nothing for this long', '60s'),
 ]
 const SCHEDULE_FLAGS: Flag[] = [
-  text('schedule', 'cron', 'cron expression of the snapshot runs', '*/30 * * * *'),
+  text('schedule', 'cron', "cron expression of the snapshot runs, in the host's time zone (or TZ)", '*/30 * * * *'),
   toggle('once', 'run one snapshot and exit'),
   text('page-size', 'count', `GraphQL page size, at most ${MAX_PAGE_SIZE}`, '200'),
 ]

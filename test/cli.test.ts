@@ -95,6 +95,7 @@ describe('help', () => {
     expect(viaHelp.stdout).toBe(viaFlag.stdout)
     expect(viaHelp.stdout).toContain('--schedule')
     expect(viaHelp.stdout).toContain('(default: */30 * * * *)')
+    expect(viaHelp.stdout).toContain("in the host's time zone (or TZ)")
     expect(viaHelp.stdout).not.toMatch(/^\s+--pgHost=/m)
   })
 })

@@ -40,8 +40,8 @@ function gatedMongo() {
   const durable = new Map<string, EventRow | null>()
   const waiting: (() => void)[] = []
   const mongo = {
-    async writeBatch(events: TaskEvent[]) {
-      await new Promise<void>((resolve) => waiting.push(resolve))
+    writeHistory: () => new Promise<void>((resolve) => waiting.push(resolve)),
+    async writeState(events: TaskEvent[]) {
       for (const event of events) if (event.taskId) durable.set(event.taskId, event.data)
     },
     async knownRows(_entity: string, ids: string[]) {
@@ -136,7 +136,8 @@ describe('pipeline', () => {
     let writes = 0
     const mongo = {
       // The first write hangs for good, as on a connection that died without a word.
-      writeBatch: () => (++writes === 1 ? new Promise<void>(() => {}) : Promise.resolve()),
+      writeHistory: () => (++writes === 1 ? new Promise<void>(() => {}) : Promise.resolve()),
+      writeState: async () => {},
       knownRows: async () => new Map(),
       storedEvents: async () => new Map(),
       highestEventId: async () => null,

@@ -5,16 +5,16 @@
 //
 // Throughput: every contender's slot is created before the workload (workload.ts), so all start at the
 // same LSN; the workload ends with a non-transactional logical message of the connector's prefix, whose LSN is
-// the end. The connector counts from its spawn until the sinks hold every event (each id on the topic, each in
-// task_events by a scan of `_id`), each round with a fresh slot, database and topic; the counts are checked
-// exact and the end confirmed before it is stopped. pg_recvlogical counts from its spawn to its exit at
-// --endpos, and its slot must then be confirmed at the end. Rounds alternate the contenders (connector, pg_recvlogical, MongoDB ceiling, Pub/Sub ceiling)
+// the end. The connector counts from its spawn until PostgreSQL has its slot confirmed at the end (which it
+// confirms only once both sinks acknowledged everything before), each round with a fresh slot, database and
+// topic; then, off the clock, both sinks must hold exactly the workload's events. pg_recvlogical counts from its
+// spawn to its exit at --endpos, and its slot must then be confirmed at the end. Rounds alternate the contenders (connector, pg_recvlogical, MongoDB ceiling, Pub/Sub ceiling)
 // and the figures are medians. The default size keeps the run under 10 minutes with FerretDB as the MongoDB.
 // Latency: a fresh connector, a light load first (what our own path adds while the servers keep up), then the
-// target load; per event, the emulator's publishTime (pstest stamps it on receipt) minus the event's commitTime,
-// both this machine's clock. A load the servers cannot absorb shows up as a delay that grows for the whole phase.
+// target load (by default half the bottleneck measured just before); per event, the emulator's publishTime
+// (pstest stamps it on receipt) minus the event's commitTime, both this machine's clock. A load the servers cannot absorb shows up as a delay that grows for the whole phase.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
-//   bun scripts/bench/pipeline.ts [--rounds 3] [--changes 12000] [--load-tx-per-s 1000] [--latency-seconds 20]
+//   bun scripts/bench/pipeline.ts [--rounds 3] [--changes 12000] [--load-tx-per-s half|N] [--latency-seconds 20]
 //     [--low-load-tx-per-s 100] [--latency-mix mixed|inserts] [--cpu-prof-dir DIR]
 
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -26,7 +26,6 @@ import { MESSAGE_PREFIX, TRACKED_TABLES } from '../../src/extract-tasks.ts'
 import { pluginOptions } from '../../src/replication/source.ts'
 import { peakRssMb } from '../../test/support/memory.ts'
 import { tempDir } from '../../test/support/server-process.ts'
-import { waitFor } from '../../test/support/ports.ts'
 import { type Connector, type Stack, lsnValue, startConnector, startStack, waitCaughtUp } from '../../test/support/stack.ts'
 import { storedIds } from '../../test/support/verify.ts'
 import { createWorkspace } from '../../test/support/workspace.ts'
@@ -37,7 +36,8 @@ const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     changes: { type: 'string', default: '12000' },
-    'load-tx-per-s': { type: 'string', default: '1000' },
+    // The latency's target load: `half` is half the throughput phase's bottleneck, whatever the servers' speed.
+    'load-tx-per-s': { type: 'string', default: 'half' },
     'latency-seconds': { type: 'string', default: '20' },
     // A first, light load: the delay our own path adds while the servers keep up.
     'low-load-tx-per-s': { type: 'string', default: '100' },
@@ -58,7 +58,7 @@ const ROUNDS = Number(values.rounds)
 const MIN_CHANGES = Number(values.changes)
 // Transactions of 1 to 1,000 rows: FerretDB, not the stream, sets the pace here.
 const LARGEST_TRANSACTION_ROWS = 1_000
-const LOAD_TX_PER_S = Number(values['load-tx-per-s'])
+const LOAD_TX_PER_S = values['load-tx-per-s'] === 'half' ? null : Number(values['load-tx-per-s'])
 const LATENCY_SECONDS = Number(values['latency-seconds'])
 const WARMUP_SECONDS = Number(values['warmup-seconds'])
 const LOW_LOAD_TX_PER_S = Number(values['low-load-tx-per-s'])
@@ -73,9 +73,8 @@ const SCHEMA = 'public'
 const RUN_TIMEOUT_MS = 300_000
 // A connector whose confirmed LSN stays put this long is stuck (a sink that never answers), not slow.
 const STALL_MS = 60_000
-// Often enough to time runs of tens of seconds; rarer would blur the end, more often costs the sinks' servers CPU.
-const SINK_POLL_MS = 100
-const INFO_POLL_MS = 100
+// Often enough to time runs of seconds; one catalog query to PostgreSQL each, nothing to the sinks.
+const SLOT_POLL_MS = 20
 const CLOCK_TICKS_PER_S = 100
 
 const log = (line: string) => process.stderr.write(line + '\n')
@@ -115,36 +114,33 @@ async function stopTracked(connector: Connector) {
   if (code !== 0 && code !== 143) log(`connector exited with ${code}:\n${connector.log().slice(-2000)}`)
 }
 
-/** What the round's sinks hold: distinct event ids on its topic (read on from where the last look ended), task_events by `_id`. */
-function roundSinks(stack: Stack, round: number) {
+/** How far the slot is confirmed: PostgreSQL's word, read from its catalog, touching neither sink nor the connector. */
+async function confirmedFlush(stack: Stack, slot: string): Promise<bigint> {
+  const [row] = await stack.pg.sql<{ lsn: string | null }[]>`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = ${slot}`
+  return row?.lsn ? lsnValue(row.lsn) : 0n
+}
+
+/** After the clock: both sinks hold exactly the workload's events, each once, the same ids in each. */
+async function expectWorkload(stack: Stack, round: number, events: number) {
   const published = new Set<string>()
   let messages = 0
-  return {
-    published,
-    get messages() {
-      return messages
-    },
-    async readPublished() {
-      await stack.pubsub.eachMessage(`bench_${round}`, (message) => {
-        messages++
-        published.add(message.attributes.eventId!)
-      }, messages)
-    },
-    /** Cheap (a count FerretDB keeps), but not by id: only a trigger for `stored`. */
-    async estimatedStored() {
-      return await stack.mongoClient.db(`bench_${round}`).collection('task_events').estimatedDocumentCount()
-    },
-    async stored() {
-      return (await storedIds(stack.mongoClient.db(`bench_${round}`))).length
-    },
-  }
+  await stack.pubsub.eachMessage(`bench_${round}`, (message) => {
+    messages++
+    published.add(message.attributes.eventId!)
+  })
+  const stored = await storedIds(stack.mongoClient.db(`bench_${round}`))
+  const missing = stored.filter((id) => !published.has(id)).length
+  if (stored.length !== events || published.size !== events || messages !== events || missing)
+    throw new Error(`connector (round ${round}) stored ${stored.length} events and published ${messages} messages of ${published.size} ids ` +
+      `(${missing} stored ids not published), not the workload's ${events}`)
 }
 
 /**
- * The connector from its spawn until the sinks hold every event of the workload: `events` distinct ids on the
- * topic and in task_events (a scan of `_id` alone, which FerretDB answers by reading every document: only once
- * Pub/Sub has them all and task_events' count says so, so that the scans do not slow the writes being timed).
- * A connector that confirmed early is timed no faster for it.
+ * The connector from its spawn until PostgreSQL has the slot confirmed at the workload's end. The connector
+ * confirms only what both sinks acknowledged, so that is the moment they hold every event; watching the slot
+ * costs the sinks nothing, so the run is loaded no more than the ceilings' are. The sinks are checked after
+ * the clock, exactly: a run that does not pass is an error, not a figure. The slot hears of a confirmation
+ * at most ACK_STATUS_DELAY_MS (50 ms) after it, which the clock keeps.
  */
 async function runConnector(stack: Stack, round: number, slot: string, end: bigint, events: number): Promise<ConnectorRun> {
   const profile = values['cpu-prof-dir']
@@ -160,29 +156,21 @@ async function runConnector(stack: Stack, round: number, slot: string, end: bigi
   const startupMs = performance.now() - started
   const pid = connector.process.pid
   const deadline = started + RUN_TIMEOUT_MS
-  const sinks = roundSinks(stack, round)
-  let stored = 0
-  let progress = { held: 0, at: performance.now() }
+  let progress = { confirmed: 0n, at: performance.now() }
   for (;;) {
-    await sinks.readPublished()
-    if (sinks.published.size >= events && (await sinks.estimatedStored()) >= events && (stored = await sinks.stored()) >= events) break
+    const confirmed = await confirmedFlush(stack, slot)
+    if (confirmed >= end) break
     if (connector.process.exitCode !== null) throw new Error(`connector (round ${round}) exited with ${connector.process.exitCode}:\n${connector.log().slice(-2000)}`)
-    const held = sinks.published.size + stored
-    if (held !== progress.held) progress = { held, at: performance.now() }
+    if (confirmed !== progress.confirmed) progress = { confirmed, at: performance.now() }
     const stalled = performance.now() - progress.at > STALL_MS
     if (stalled || performance.now() > deadline)
-      throw new Error(`connector (round ${round}) ${stalled ? `brought the sinks nothing new for ${STALL_MS / 1000} s` : `did not bring the sinks every event in ${RUN_TIMEOUT_MS / 1000} s`}; ` +
-        `${sinks.published.size} published, ${stored} stored of ${events}; /info: ${JSON.stringify(await connector.info().catch(() => null))}\n${connector.log().slice(-2000)}`)
-    await Bun.sleep(SINK_POLL_MS)
+      throw new Error(`connector (round ${round}) ${stalled ? `confirmed nothing new for ${STALL_MS / 1000} s` : `did not confirm the end in ${RUN_TIMEOUT_MS / 1000} s`}; ` +
+        `/info: ${JSON.stringify(await connector.info().catch(() => null))}\n${connector.log().slice(-2000)}`)
+    await Bun.sleep(SLOT_POLL_MS)
   }
   const ms = performance.now() - started
   const run = { ms, startupMs, peakRssMb: peakRssMb(pid), cpuMs: cpuMs(pid) }
-  // Before the stop, which drains what is in flight: exactly the workload, once, and the end confirmed.
-  await sinks.readPublished()
-  stored = await sinks.stored()
-  if (stored !== events || sinks.published.size !== events || sinks.messages !== events)
-    throw new Error(`connector (round ${round}) stored ${stored} events and published ${sinks.messages} messages of ${sinks.published.size} ids, not the workload's ${events}`)
-  await waitFor(`connector (round ${round}) to confirm the end`, async () => lsnValue((await connector.info()).confirmedLsn) >= end, STALL_MS, INFO_POLL_MS)
+  await expectWorkload(stack, round, events)
   await stopTracked(connector)
   return run
 }
@@ -366,11 +354,12 @@ async function main() {
   log('starting PostgreSQL, FerretDB and the Pub/Sub emulator')
   stack = await startStack()
   const tp = await throughput(stack)
+  const bottleneck = Math.min(tp.recvlogical, tp.mongo, tp.pubsub)
+  const loadTxPerS = LOAD_TX_PER_S ?? Math.round(bottleneck / 2)
   // A light load first, one the stand-in servers keep up with, then the target load.
-  const lat = await latency(stack, [{ rate: LOW_LOAD_TX_PER_S, seconds: LOW_LOAD_SECONDS }, { rate: LOAD_TX_PER_S, seconds: LATENCY_SECONDS }])
+  const lat = await latency(stack, [{ rate: LOW_LOAD_TX_PER_S, seconds: LOW_LOAD_SECONDS }, { rate: loadTxPerS, seconds: LATENCY_SECONDS }])
   const [low, target] = lat.phases as [Delays, Delays]
   log(`total ${((performance.now() - benchStarted) / 1000).toFixed(0)} s`)
-  const bottleneck = Math.min(tp.recvlogical, tp.mongo, tp.pubsub)
   return {
     bench: 'pipeline',
     events: tp.events,
@@ -382,7 +371,7 @@ async function main() {
     ratio_to_recvlogical: round(tp.e2e / tp.recvlogical, 3),
     ratio_to_bottleneck: round(tp.e2e / bottleneck, 3),
     latency_ms: { p50: target.p50, p99: target.p99 },
-    load_tx_per_s: LOAD_TX_PER_S,
+    load_tx_per_s: loadTxPerS,
     peak_rss_mb: Math.max(tp.peakRssMb, lat.peakRssMb),
     transactions: tp.transactions,
     e2e_connector_cpu_ms: round(tp.cpuMs),

@@ -1,21 +1,18 @@
 // bench:snapshot — `start-job --once` over 100,000 tasks served by the tests' workspace GraphQL API (real
-// OAuth2 tokens, FerretDB, the Pub/Sub emulator), beside a bare loop of the same page requests against the
-// same server (snapshot-ceiling.ts): the ceiling that the API itself sets; and beside the emulator taking the
-// very messages start-job published, driven straight (bench:pipeline's pipeline-ceiling.ts, two requests at
-// a time as start-job sends them): the ceiling the sink sets. Rounds alternate the three, each
-// start-job run on a fresh topic and database; figures are medians. Every clock runs from the process's spawn:
-// start-job's stops when the sinks hold its whole run (the topic its last message, `snapshots` the completed
-// record), sampled every 20 ms; the emulator's when the topic holds every message; the page loop's at its exit,
-// once it has read every page. start-job's peak RSS is the highest of the rounds.
+// OAuth2 tokens, FerretDB, the Pub/Sub emulator), beside its ceiling: a bare loop in a process of its own
+// (snapshot-ceiling.ts) that reads the same pages from the same server and publishes the same messages to the
+// same emulator with the same client settings, reading the next page while publishing, with nothing of
+// start-job in between. Rounds alternate the two, each on a fresh topic (and database for start-job);
+// figures are medians. Both clocks run from the process's spawn until the sinks hold its whole output
+// (start-job's: the topic its last message and `snapshots` the completed record; the loop's: the topic its
+// last message), sampled every 20 ms. Peak RSS of both, the highest of the rounds: the loop's is the floor
+// the runtime and the Pub/Sub client set.
 // Progress on stderr; the last line on stdout is the JSON report of /work/shared/benchmarks.md.
 //   bun scripts/bench/snapshot.ts [--rounds 3] [--workspaces 20] [--tasks 100000] [--page-size 200]
 
-import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { tempDir } from '../../test/support/server-process.ts'
-import { logLines, startJobProcess, startSnapshotStack, target } from '../../test/support/start-job.ts'
-
+import { logLines, spawnMeasured, startJobProcess, startSnapshotStack, target } from '../../test/support/start-job.ts'
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
@@ -29,9 +26,6 @@ const WORKSPACES = Number(values.workspaces)
 const TASKS = Number(values.tasks)
 const PAGE_SIZE = values['page-size']!
 const CEILING = join(import.meta.dir, 'snapshot-ceiling.ts')
-const PUBSUB_CEILING = join(import.meta.dir, 'pipeline-ceiling.ts')
-// start-job's own number of Publish requests under way.
-const PUBLISH_CONCURRENCY = '2'
 const SAMPLE_MS = 20
 
 const median = (xs: number[]) => {
@@ -73,8 +67,7 @@ async function clockUntilSinksHold(run: () => Promise<void>, sample: () => Promi
 
 const stack = await startSnapshotStack({ workspaces: WORKSPACES, tasksPerWorkspace: TASKS / WORKSPACES })
 try {
-  const runs = { ours: [] as number[], ceiling: [] as number[], pubsub: [] as number[], rss: [] as number[] }
-  const dir = tempDir('bench-snapshot-')
+  const runs = { ours: [] as number[], ceiling: [] as number[], rss: [] as number[], ceilingRss: [] as number[] }
   for (let round = 1; round <= ROUNDS; round++) {
     const to = target('bench')
     const records = stack.mongoClient.db(to.database).collection('snapshots')
@@ -90,37 +83,24 @@ try {
     runs.rss.push(job!.peakRssMb)
     progress(`round ${round}: start-job ${Math.round(ours)} ms to the sinks holding its run (${summary.durationMs} ms by its own log), peak RSS ${job!.peakRssMb} MB`)
 
-    const loopSpawned = performance.now()
-    const loop = Bun.spawn([process.execPath, CEILING, stack.api.url, await stack.oidc.token(), PAGE_SIZE], { stdout: 'pipe', stderr: 'inherit' })
-    const result = JSON.parse(await new Response(loop.stdout).text()) as { tasks: number }
-    if ((await loop.exited) !== 0 || result.tasks !== TASKS) throw new Error(`the bare loop read ${result.tasks} tasks`)
-    const loopMs = performance.now() - loopSpawned
-    runs.ceiling.push(loopMs)
-    progress(`round ${round}: bare page loop ${Math.round(loopMs)} ms`)
-
-    const messages = (await stack.pubsub.messages(to.topic)).slice(0, -1) // without snapshot.completed
-    const distinct = new Set(messages.map((message) => message.attributes.eventId)).size
-    if (distinct !== messages.length) throw new Error(`start-job published ${messages.length - distinct} messages twice`)
-    const file = join(dir, 'messages.jsonl')
-    writeFileSync(file, messages.map((message) => JSON.stringify({ data: message.data.toString('base64'), attributes: message.attributes, orderingKey: message.orderingKey })).join('\n'))
-    const directTopic = `${to.topic}-direct`
-    const direct = await clockUntilSinksHold(
+    const loopTopic = `${to.topic}-loop`
+    let loop: Awaited<ReturnType<typeof spawnMeasured>['done']> | null = null
+    const ceiling = await clockUntilSinksHold(
       async () => {
-        const child = Bun.spawn(
-          [process.execPath, PUBSUB_CEILING, 'pubsub', '--host', stack.pubsub.host, '--project', 'test-project', '--topic', directTopic, '--file', file, '--concurrency', PUBLISH_CONCURRENCY],
-          { stdout: 'ignore', stderr: 'inherit' },
-        )
-        if ((await child.exited) !== 0) throw new Error('the Pub/Sub ceiling failed')
+        const token = await stack.oidc.token()
+        loop = await spawnMeasured([process.execPath, CEILING, stack.api.url, token, PAGE_SIZE, stack.pubsub.host, 'test-project', loopTopic], {}).done
       },
-      async () => ({ messages: await stack.pubsub.count(directTopic).catch(() => 0), completed: true }),
-      async () => ({ messages: messages.length, completed: true }),
+      async () => ({ messages: await stack.pubsub.count(loopTopic).catch(() => 0), completed: true }),
+      async () => ({ messages: await stack.pubsub.count(loopTopic), completed: true }),
     )
-    runs.pubsub.push((direct * TASKS) / messages.length)
-    progress(`round ${round}: the emulator driven straight, ${messages.length} messages ${Math.round(direct)} ms`)
+    const result = loop!.exitCode === 0 ? (JSON.parse(loop!.stdout) as { tasks: number }) : null
+    if (result?.tasks !== TASKS) throw new Error(`the bare loop failed: ${loop!.stderr.slice(-2000)}`)
+    runs.ceiling.push(ceiling)
+    runs.ceilingRss.push(loop!.peakRssMb)
+    progress(`round ${round}: bare loop ${Math.round(ceiling)} ms to the topic holding its messages, peak RSS ${loop!.peakRssMb} MB`)
   }
   const tasksPerS = TASKS / (median(runs.ours) / 1000)
   const ceilingPerS = TASKS / (median(runs.ceiling) / 1000)
-  const pubsubPerS = TASKS / (median(runs.pubsub) / 1000)
   console.log(
     JSON.stringify({
       bench: 'snapshot',
@@ -131,12 +111,8 @@ try {
       tasks_per_s: Math.round(tasksPerS),
       ceiling_tasks_per_s: Math.round(ceilingPerS),
       ratio_to_ceiling: Math.round((tasksPerS / ceilingPerS) * 100) / 100,
-      pubsub_ceiling_tasks_per_s: Math.round(pubsubPerS),
-      ratio_to_bottleneck: Math.round((tasksPerS / Math.min(ceilingPerS, pubsubPerS)) * 100) / 100,
-      // Against reading every page and then publishing every message, one after the other: on two shared
-      // cores, where the API server, the emulator and start-job take turns, that is nearly what can be had.
-      ratio_to_serial: Math.round(tasksPerS * (1 / ceilingPerS + 1 / pubsubPerS) * 100) / 100,
       peak_rss_mb: Math.max(...runs.rss),
+      ceiling_peak_rss_mb: Math.max(...runs.ceilingRss),
     }),
   )
 } finally {

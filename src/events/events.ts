@@ -1,10 +1,11 @@
 // Row changes into the contract's task and workspace events (contract section 2).
 // Pure: the caller supplies the transaction, the change's ordinal and what it knows of the row before.
-// Guarantees: the same inputs give the same event (ids are deterministic); a TOAST value the WAL left
+// Guarantees: the same inputs give the same event (ids are deterministic); an UPDATE that changes the key is
+// the old id's deletion and the new id's creation, with consecutive ordinals; a TOAST value the WAL left
 // out is taken from the known previous row, never invented or emitted as a placeholder; when no previous
 // row knows it, the event names it in `unchangedToast` instead.
 
-import { type Row, type RowChange, TIMESTAMPS } from '../decode/types.ts'
+import { type Row, type RowChange, TIMESTAMPS, type Update } from '../decode/types.ts'
 import { type Lsn, formatLsn } from '../replication/lsn.ts'
 import { eventId } from './ids.ts'
 
@@ -85,14 +86,7 @@ export function changeToEvent(change: RowChange, transaction: TransactionInfo, o
     }
     case 'update': {
       const previous = oldRow(change.identity, change.row, known)
-      const data = camelRow(change.row)
-      const unknown: string[] = []
-          // A filled value keeps its type unnamed in TIMESTAMPS: timestamps are fixed-width, never TOASTed.
-      for (const column of change.unchangedToast) {
-        const key = camelCase(column)
-        if (previous && key in previous) data[key] = previous[key]
-        else unknown.push(key)
-      }
+      const { data, unknown } = filledRow(change, previous)
       const event: TaskEvent = { ...base, type: `${entity}.updated`, ...ids(entity, data), data, previous, changed: previous ? changedKeys(previous, data) : [] }
       if (unknown.length) event.unchangedToast = unknown
       return withTransition(entity, event, previous, data)
@@ -104,6 +98,45 @@ export function changeToEvent(change: RowChange, transaction: TransactionInfo, o
       return withTransition(entity, event, previous, null)
     }
   }
+}
+
+/**
+ * The events of one row change, with consecutive ordinals from `ordinal`: one, or two for a key change.
+ * `stateOf` gives the connector's last state of a row (null when unknown or a tombstone).
+ */
+export function changeEvents(change: RowChange, transaction: TransactionInfo, ordinal: number, stateOf: (entity: Entity, id: string) => EventRow | null): TaskEvent[] {
+  if (change.kind === 'update') {
+    const oldId = changedKey(change)
+    if (oldId !== null) return keyChangeEvents(change, transaction, ordinal, stateOf(TABLE_ENTITY[change.table]!, oldId))
+  }
+  const key = rowKey(change)
+  return [changeToEvent(change, transaction, ordinal, key ? stateOf(key.entity, key.id) : null)]
+}
+
+/** How many events `changeEvents` makes of the change. */
+export function eventCount(change: RowChange): 1 | 2 {
+  return change.kind === 'update' && changedKey(change) !== null ? 2 : 1
+}
+
+/** The old id of an UPDATE that changed the row's key (its identity names another id); null otherwise. */
+export function changedKey(change: Update): string | null {
+  if (!change.identity || !('id' in change.identity)) return null
+  const old = String(change.identity.id)
+  return old === String(change.row.id) ? null : old
+}
+
+/**
+ * The two events of an UPDATE that changed the row's key (contract section 2, "Key changes"): the old id's
+ * deletion at `ordinal`, then the new id's creation at `ordinal + 1`. `known` is the state of the old id; it
+ * fills the new row's unchanged TOAST columns, as the row kept them.
+ */
+function keyChangeEvents(change: Update, transaction: TransactionInfo, ordinal: number, known: EventRow | null): [TaskEvent, TaskEvent] {
+  const deletion = changeToEvent({ kind: 'delete', schema: change.schema, table: change.table, lsn: change.lsn, identity: change.identity! }, transaction, ordinal, known)
+  const creation = changeToEvent({ kind: 'insert', schema: change.schema, table: change.table, lsn: change.lsn, row: change.row }, transaction, ordinal + 1, null)
+  const { data, unknown } = filledRow(change, deletion.previous)
+  creation.data = data
+  if (unknown.length) creation.unchangedToast = unknown
+  return [deletion, creation]
 }
 
 /** An initial-load or start-job row as a `*.snapshot` event. */
@@ -118,6 +151,19 @@ export function snapshotEvent(entity: Entity, data: EventRow, base: { id: string
 export function vanishedEvent(entity: Entity, previous: EventRow, base: { id: string; lsn: string; commitTime: string }): TaskEvent {
   const event: TaskEvent = { ...base, source: 'initial', xid: null, type: `${entity}.deleted`, ...ids(entity, previous), data: null, previous }
   return withTransition(entity, event, previous, null)
+}
+
+/** The row after an update, its unchanged TOAST columns taken from `previous`; `unknown`: those `previous` lacks. */
+function filledRow(change: Update, previous: EventRow | null): { data: EventRow; unknown: string[] } {
+  const data = camelRow(change.row)
+  const unknown: string[] = []
+  // A filled value keeps its type unnamed in TIMESTAMPS: timestamps are fixed-width, never TOASTed.
+  for (const column of change.unchangedToast) {
+    const key = camelCase(column)
+    if (previous && key in previous) data[key] = previous[key]
+    else unknown.push(key)
+  }
+  return { data, unknown }
 }
 
 function ids(entity: Entity, row: EventRow): { workspaceId: string | null; taskId: string | null } {

@@ -5,10 +5,11 @@
 //   until that batch is `settled`, and MongoDB is read only for rows held nowhere here;
 // - an event stored before a restart (its id at or below the highest stored at the last `resync`) is sent
 //   again as it was stored, never rebuilt;
-// - a batch holds at most `maxBatchEvents` events, and its `lastSeq` covers every message it was built from.
+// - a batch holds at most `maxBatchEvents` events (one more when a key change's two events meet the limit:
+//   they travel together), and its `lastSeq` covers every message it was built from.
 
 import type { DecodedMessage, RowChange } from '../decode/types.ts'
-import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeToEvent, eventRowKey, rowKey } from '../events/events.ts'
+import { type EventRow, type TaskEvent, type TransactionInfo, TABLE_ENTITY, changeEvents, changedKey, eventCount, eventRowKey, rowKey } from '../events/events.ts'
 import { type RowRef, type RowStates, createRowStates } from '../events/row-states.ts'
 import { type Lsn, lsnToHex16 } from '../replication/lsn.ts'
 import type { MongoSink } from '../sinks/mongo.ts'
@@ -61,13 +62,16 @@ export function createEventBuilder(options: EventBuilderOptions) {
     return stored
   }
 
-  function eventFor(change: RowChange, stored: Map<string, TaskEvent>): TaskEvent {
-    const key = rowKey(change)
-    const fresh = changeToEvent(change, transaction!, ordinal++, key ? rows.get(key.entity, key.id) : null)
-    const event = stored.get(fresh.id) ?? fresh
-    if (key) rows.set(key.entity, key.id, event.data, batchNumber)
-    else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
-    return event
+  /** The change's events (two for a key change), each leaving its row's state for the events after it. */
+  function addEvents(change: RowChange, stored: Map<string, TaskEvent>, events: TaskEvent[]) {
+    for (const fresh of changeEvents(change, transaction!, ordinal, rows.get)) {
+      ordinal++
+      const event = stored.get(fresh.id) ?? fresh
+      const key = eventRowKey(event)
+      if (key) rows.set(key.entity, key.id, event.data, batchNumber)
+      else if (change.kind === 'truncate') rows.truncate(TABLE_ENTITY[change.table]!, batchNumber)
+      events.push(event)
+    }
   }
 
   return {
@@ -106,7 +110,7 @@ export function createEventBuilder(options: EventBuilderOptions) {
             options.onMessage?.(message.prefix, message.content)
             break
           default:
-            batch.events.push(eventFor(message, stored))
+            addEvents(message, stored, batch.events)
         }
         batch.lastSeq = firstSeq + index
         if (batch.events.length >= maxBatchEvents) await handOver()
@@ -150,12 +154,17 @@ async function retainKnownRows(rows: RowStates, messages: DecodedMessage[], { mo
 function rowsNeeded(messages: DecodedMessage[]): RowRef[] {
   const needed: RowRef[] = []
   const inserted = new Set<string>()
+  const need = (key: RowRef) => {
+    if (!inserted.has(`${key.entity}:${key.id}`)) needed.push(key)
+  }
   for (const message of messages) {
     if (message.kind !== 'insert' && message.kind !== 'update' && message.kind !== 'delete') continue
     const key = rowKey(message)!
-    const name = `${key.entity}:${key.id}`
-    if (message.kind === 'insert') inserted.add(name)
-    else if (!inserted.has(name)) needed.push(key)
+    const oldId = message.kind === 'update' ? changedKey(message) : null
+    // A key change deletes the old id and creates the new one: only the old id's state is needed.
+    if (oldId !== null) need({ entity: key.entity, id: oldId })
+    if (message.kind === 'insert' || oldId !== null) inserted.add(`${key.entity}:${key.id}`)
+    else need(key)
   }
   return needed
 }
@@ -173,8 +182,10 @@ export function replayCandidates(messages: DecodedMessage[], open: { commitLsn: 
       commit = lsnToHex16(message.commitLsn)
       next = 0
     } else if (message.kind !== 'commit' && message.kind !== 'message') {
-      const id = `${commit}-${(next++).toString(16).toUpperCase().padStart(8, '0')}`
-      if (id <= replayThrough) ids.push(id)
+      for (let event = eventCount(message); event > 0; event--) {
+        const id = `${commit}-${(next++).toString(16).toUpperCase().padStart(8, '0')}`
+        if (id <= replayThrough) ids.push(id)
+      }
     }
   }
   return ids

@@ -1,8 +1,10 @@
 // Delivery: each batch of events written to MongoDB and published to Pub/Sub, each retried until it
 // succeeds. Guarantees:
 // - each sink takes the batches one after the other, in the order given (publishing in order keeps each
-//   ordering key in order; MongoDB never holds a row ahead of its history, see `writeBatch`), while the two
-//   sinks, and the caller's next batch, overlap;
+//   ordering key in order), while the two sinks, and the caller's next batch, overlap;
+// - MongoDB never holds a row ahead of its history (see `writeBatch`): a batch's rows are written once its
+//   own history and every earlier batch's is stored, and after the earlier batch's rows; its history goes
+//   as soon as the earlier batch's is stored, while that batch's rows are still being written;
 // - a failed attempt is made again after a backoff; one that neither answers nor fails counts as failed at
 //   its deadline; once the stop signal fired no failed attempt is made again (StopRequested);
 // - a sink is named failing from its first failed attempt until that operation succeeds.
@@ -18,7 +20,7 @@ export type SinkName = 'mongo' | 'pubsub'
 export type RetryDelays = { initialDelayMs: number; maxDelayMs: number; attemptDeadlineMs: number }
 
 export type DeliveryOptions = {
-  mongo: Pick<MongoSink, 'writeBatch'>
+  mongo: Pick<MongoSink, 'writeHistory' | 'writeState'>
   publisher: Pick<Publisher, 'publish'>
   log: Logger
   /** Backoff between attempts, and the first attempt's deadline (doubled on each retry). */
@@ -43,8 +45,9 @@ export function createDelivery(options: DeliveryOptions) {
   // Operations of each sink that failed and have not succeeded since: a sink is failing while any is.
   const failing: Record<SinkName, number> = { mongo: 0, pubsub: 0 }
   const stats = { eventsTotal: 0, lastEventId: null as string | null }
-  // The last batch's write and publication: the next one starts on each sink when the one before ends there.
-  let written: Promise<void> = Promise.resolve()
+  // The last batch's history, rows and publication: the next batch's start on each when the one before ends there.
+  let historyStored: Promise<void> = Promise.resolve()
+  let stateWritten: Promise<void> = Promise.resolve()
   let published: Promise<void> = Promise.resolve()
 
   async function retry(sink: SinkName, work: () => Promise<void>) {
@@ -79,10 +82,12 @@ export function createDelivery(options: DeliveryOptions) {
   return {
     /** Writes and publishes the events, behind every batch given before; resolves once both sinks took them. */
     async deliver(events: TaskEvent[]) {
-      const [earlierWrite, earlierPublish] = [written, published]
-      written = earlierWrite.then(() => retry('mongo', () => observed('mongo', () => mongo.writeBatch(events))))
-      published = earlierPublish.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publish(events))))
-      await Promise.all([written, published])
+      const mongoCall = (write: (events: TaskEvent[]) => Promise<void>) => retry('mongo', () => observed('mongo', () => write(events)))
+      const history = historyStored.then(() => mongoCall(mongo.writeHistory))
+      const state = Promise.all([history, stateWritten]).then(() => mongoCall(mongo.writeState))
+      const publication = published.then(() => retry('pubsub', () => observed('pubsub', () => publisher.publish(events))))
+      ;[historyStored, stateWritten, published] = [history, state, publication]
+      await Promise.all([state, publication])
       stats.eventsTotal += events.length
       if (events.length) stats.lastEventId = events.at(-1)!.id
     },

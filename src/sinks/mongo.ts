@@ -4,7 +4,9 @@
 // Guarantees: a batch is idempotent, so a replay after a crash writes nothing new;
 // a row's document moves only to an event with a greater id than its `lastEventId`, never backwards.
 // Uses only filters on _id (with the row guard beside it) and unordered bulk writes, which MongoDB 6+ and
-// FerretDB 1.24 both support, and writes one batch at a time (the caller's part: see `writeBatch`).
+// FerretDB 1.24 both support. A batch's history and its rows are separate writes, so that a caller may store
+// one batch's history while the batch before writes its rows; keeping history before state is the caller's
+// part (see `writeBatch`).
 
 import { type Collection, type Db, type Document, type Filter, MongoBulkWriteError, MongoClient } from 'mongodb'
 import { TIMESTAMPS } from '../decode/types.ts'
@@ -23,8 +25,10 @@ const ENTITY_COLLECTION: Record<Entity, 'tasks' | 'workspaces'> = { task: 'tasks
 const TRUNCATED_COLLECTION: Partial<Record<TaskEvent['type'], 'tasks' | 'workspaces'>> = { 'tasks.truncated': 'tasks', 'workspaces.truncated': 'workspaces' }
 const DUPLICATE_KEY = 11000
 // FerretDB 1.24 holds one of its 100 SQLite connections per matched update until the whole command ends,
-// and a command with 100 or more never ends: updates go in commands of at most this many.
-const MAX_UPDATES_PER_COMMAND = 50
+// and commands holding 100 between them never end: updates go in commands of at most this many. Tasks' and
+// workspaces' commands run at once, beside their rows' inserts, the next batch's history and a checkpoint:
+// 45 each leaves those room under 100.
+const MAX_UPDATES_PER_COMMAND = 45
 // Ids in one `{ _id: { $in } }` lookup: one round trip for a typical run's rows, far below any server's limits.
 const IDS_PER_LOOKUP = 500
 // Rows whose lastEventId this process remembers because it wrote it (see `lastWritten`). About 100 bytes each.
@@ -85,8 +89,10 @@ export function createMongoSink(client: MongoClient, database: string) {
   const lastWritten = new Map<string, string>()
   function rememberWritten(name: string, id: string, eventId: string) {
     const key = `${name}:${id}`
+    const known = lastWritten.get(key)
     lastWritten.delete(key)
-    lastWritten.set(key, eventId)
+    // Writes that land out of order (a retry beside an attempt given up on) must not make it forget a newer one.
+    lastWritten.set(key, known !== undefined && known > eventId ? known : eventId)
     if (lastWritten.size > KNOWN_WRITES) lastWritten.delete(lastWritten.keys().next().value!)
   }
 
@@ -94,8 +100,8 @@ export function createMongoSink(client: MongoClient, database: string) {
    * Row writes of one run of events with no truncate inside: the last event of each row wins, and only
    * where it is newer than the stored `lastEventId`. That guard is in each replace's filter,
    * `{ _id, lastEventId: { $lt } }`, so the server applies it whatever else writes the row meanwhile (a
-   * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once;
-   * any other is inserted first, and a duplicate key names a row that exists and gets the guarded replace.
+   * retry, an attempt given up on that still lands). A row this process wrote before is replaced at once,
+   * beside the insert of any other; a duplicate key there names a row that exists and gets the guarded replace.
    */
   async function applyRows(run: TaskEvent[]) {
     const latest = new Map<string, { name: 'tasks' | 'workspaces'; id: string; event: TaskEvent }>()
@@ -116,11 +122,9 @@ export function createMongoSink(client: MongoClient, database: string) {
           if (written === undefined) unknown.push(document)
           else if (written < document.lastEventId) update.push(id)
         }
-        if (unknown.length) update.push(...(await insertNew(target, unknown)))
-        for (let i = 0; i < update.length; i += MAX_UPDATES_PER_COMMAND) {
-          const chunk = update.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => writes.get(id)!)
-          await target.bulkWrite(chunk.map(guardedWrite), { ordered: false })
-        }
+        // Different rows, so one round trip instead of two: the known rows' replaces beside the others' insert.
+        const [, existing] = await Promise.all([replaceGuarded(target, update, writes), unknown.length ? insertNew(target, unknown) : []])
+        await replaceGuarded(target, existing, writes)
         for (const [id, { document }] of writes) rememberWritten(name, id, document.lastEventId)
       }),
     )
@@ -136,12 +140,19 @@ export function createMongoSink(client: MongoClient, database: string) {
     return { document: { ...toDocument(event.previous), _id: id, deleted: true, lastEventId: event.id }, partial: false }
   }
 
+  /** The guarded writes of these rows, in commands of at most MAX_UPDATES_PER_COMMAND, one after the other. */
+  async function replaceGuarded(target: Collection<StateDocument>, ids: string[], writes: Map<string, RowWrite>) {
+    for (let i = 0; i < ids.length; i += MAX_UPDATES_PER_COMMAND)
+      await target.bulkWrite(ids.slice(i, i + MAX_UPDATES_PER_COMMAND).map((id) => guardedWrite(writes.get(id)!)), { ordered: false })
+  }
+
   /** The write of a row that exists, applied only where the stored `lastEventId` is older. */
   function guardedWrite({ document, partial }: RowWrite) {
     const filter = { _id: document._id, lastEventId: { $lt: document.lastEventId } }
     if (!partial) return { replaceOne: { filter, replacement: document } }
     const { _id, ...fields } = document
-    return { updateOne: { filter, update: { $set: fields } } }
+    // A row with data exists: a tombstone under its id (a deleted row whose id a key change took) comes back to life.
+    return { updateOne: { filter, update: { $set: fields, $unset: { deleted: '' } } } }
   }
 
   /** Inserts the documents whose _id is free; returns the ids that already exist. */
@@ -189,15 +200,21 @@ export function createMongoSink(client: MongoClient, database: string) {
 
     /**
      * Makes a batch durable: its events in `task_events`, then the rows they leave in `tasks`/`workspaces`.
-     * Rows come second, and batches must be written one after the other, so that a row never holds a state
-     * whose event is not stored: after a crash the replay finds every event up to a row's `lastEventId` in
-     * the history, and takes it from there rather than rebuilding it from a row that is already ahead.
+     * A batch's rows must come after its own history and every earlier batch's (`writeHistory` one batch
+     * after the other, `writeState` only once it is stored), so that a row never holds a state whose event
+     * is not stored: after a crash the replay finds every event up to a row's `lastEventId` in the history,
+     * and takes it from there rather than rebuilding it from a row that is already ahead.
      */
     async writeBatch(batch: TaskEvent[]) {
-      if (!batch.length) return
       await insertEvents(batch)
       await applyState(batch)
     },
+
+    /** A batch's events in `task_events` (idempotent: a replayed event is not stored twice). */
+    writeHistory: insertEvents,
+
+    /** The rows a batch leaves, each only where it is newer than the stored one; its history must be stored first. */
+    writeState: applyState,
 
     tombstoneOlderThan,
 

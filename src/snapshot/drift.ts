@@ -1,10 +1,16 @@
-// Drift between the API's truth and the CDC projection (`tasks`), as contract section 2 defines it:
+// Drift between the API's truth and the CDC projection (`tasks`), as contract sections 2 and 6 define it:
 // missing (the API has it; the projection lacks it or holds a tombstone), extra (a live projection task the
-// API lacks), stale (both have it, `status` or `updatedAt` differ). Guarantees: neither side is held whole:
-// while pages arrive only each task's id and one number (its status and updatedAt) are kept, about 50
-// bytes a task; then one streamed pass over the projection's ids, status and updatedAt settles every task.
+// API lacks), stale (both have it, `status` or `updatedAt` differ), leaving out the tasks whose projection
+// changed during the run (`lastEventId` newer than the checkpoint read at its start: the API's page and the
+// projection saw them at different moments), counted apart. Guarantees: neither side is held whole: while
+// pages arrive only each task's id and one number (its status and updatedAt) are kept, about 50 bytes a
+// task; then one streamed pass over the projection's ids, status, updatedAt and lastEventId settles every
+// task; a stop ends that pass at its next batch.
 
 import type { Collection, Document } from 'mongodb'
+import { eventIdRange } from '../events/ids.ts'
+import { type Lsn, maxLsn, parseLsn } from '../replication/lsn.ts'
+import { unlessStopped } from '../retry.ts'
 
 // The contract: at most 100 example ids of each kind.
 export const MAX_EXAMPLES = 100
@@ -18,10 +24,12 @@ export type Drift = {
   missing: number
   extra: number
   stale: number
+  /** Tasks left out of the three: their projection changed during the run. */
+  changedDuringRun: number
   examples: { missing: string[]; extra: string[]; stale: string[] }
 }
 
-type ProjectionDocument = { _id: string; status?: unknown; updatedAt?: unknown; deleted?: boolean }
+export type ProjectionDocument = { _id: string; status?: unknown; updatedAt?: unknown; deleted?: boolean; lastEventId?: unknown }
 
 export type DriftCheck = ReturnType<typeof createDriftCheck>
 
@@ -43,26 +51,59 @@ export function createDriftCheck() {
       seen.set(task.id, fingerprint(task.status, task.updatedAt))
     },
 
-    /** Settles the drift against the projection; call once, after the last page. */
-    async compare(tasks: Collection<Document>): Promise<Drift> {
-      const drift: Drift = { missing: 0, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] } }
+    /**
+     * Settles the drift against the projection's documents, in batches; call once, after the last page.
+     * `changedAfter` is the newest event id the checkpoint covered when the run started (null: no
+     * checkpoint, nothing is left out).
+     */
+    async compare(projection: AsyncIterable<ProjectionDocument[]>, changedAfter: string | null): Promise<Drift> {
+      const drift: Drift = { missing: 0, extra: 0, stale: 0, changedDuringRun: 0, examples: { missing: [], extra: [], stale: [] } }
       const found = (kind: 'missing' | 'extra' | 'stale', id: string) => {
         drift[kind]++
         if (drift.examples[kind].length < MAX_EXAMPLES) drift.examples[kind].push(id)
       }
-      const cursor = tasks.find<ProjectionDocument>({}, { projection: { _id: 1, status: 1, updatedAt: 1, deleted: 1 }, batchSize: PROJECTION_BATCH })
-      for await (const document of cursor) {
-        const id = String(document._id)
-        const api = seen.take(id)
-        if (api === undefined) {
-          if (!document.deleted) found('extra', id)
-        } else if (document.deleted) found('missing', id)
-        else if (api !== fingerprint(document.status, document.updatedAt)) found('stale', id)
+      for await (const batch of projection)
+        for (const document of batch) {
+          const id = String(document._id)
+          const api = seen.take(id)
+          if (changedAfter !== null && String(document.lastEventId ?? '') > changedAfter) drift.changedDuringRun++
+          else if (api === undefined) {
+            if (!document.deleted) found('extra', id)
+          } else if (document.deleted) found('missing', id)
+          else if (api !== fingerprint(document.status, document.updatedAt)) found('stale', id)
+        }
+      // What is left the projection never had: counted in the table, and only the examples turned into text
+      // (all of them would be 100,000 strings of garbage for a projection that is empty).
+      drift.missing += seen.untakenCount()
+      for (const id of seen.untaken()) {
+        if (drift.examples.missing.length === MAX_EXAMPLES) break
+        drift.examples.missing.push(id)
       }
-      // What is left the projection never had.
-      for (const id of seen.untaken()) found('missing', id)
       return drift
     },
+  }
+}
+
+/**
+ * The greatest event id the checkpoints cover (`<LSN>-FFFFFFFF`, as the Snapshot route's `lastEventId`), the
+ * newest of them when several slots share the database; null when there is none yet.
+ */
+export async function checkpointEventId(checkpoints: Collection<Document>): Promise<string | null> {
+  let newest: Lsn | null = null
+  for (const { lsn } of await checkpoints.find({}, { projection: { lsn: 1 } }).toArray())
+    if (typeof lsn === 'string') newest = newest === null ? parseLsn(lsn) : maxLsn(newest, parseLsn(lsn))
+  return newest === null ? null : eventIdRange(newest).last
+}
+
+/** The `tasks` collection as `compare` reads it: batches of the fields it needs, until the stop signal. */
+export async function* projectionBatches(tasks: Collection<Document>, signal: AbortSignal): AsyncGenerator<ProjectionDocument[]> {
+  const cursor = tasks.find<ProjectionDocument>({}, { projection: { _id: 1, status: 1, updatedAt: 1, deleted: 1, lastEventId: 1 }, batchSize: PROJECTION_BATCH })
+  try {
+    // A batch at a time, each fetch raced against the stop: a signal during a slow read ends the pass there.
+    while (cursor.bufferedCount() > 0 || (await unlessStopped(cursor.hasNext(), signal, 'drift comparison stopped'))) yield cursor.readBufferedDocuments()
+  } finally {
+    // Not awaited: after a stop the server may not answer the cursor's close either.
+    cursor.close().catch(() => {})
   }
 }
 
@@ -163,6 +204,11 @@ function createIdTable() {
       if (states[slot] !== PRESENT) return undefined
       states[slot] = TAKEN
       return values[slot]
+    },
+    untakenCount(): number {
+      let count = others.size
+      for (let slot = 0; slot < capacity; slot++) if (states[slot] === PRESENT) count++
+      return count
     },
     /** The ids never taken (UUIDs in lower case). */
     *untaken(): Generator<string> {

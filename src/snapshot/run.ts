@@ -1,17 +1,20 @@
 // One start-job run: every workspace and task of the API as `*.snapshot` events on Pub/Sub, the drift of
-// the projection, a closing `snapshot.completed`, and the run's record in `snapshots` (contract sections 2
-// and 4). Guarantees: the record says `running` from the start and `completed` only once every event,
-// `snapshot.completed` last, was acknowledged; a run that stops early says `failed` or `aborted`. Pages are
-// published while the next ones are read, with at most MAX_PUBLISHES_IN_FLIGHT requests of PUBLISH_BATCH
-// events held.
+// the projection, a closing `snapshot.completed`, and the run's record in `snapshots` (contract sections 2,
+// 4 and 6). Guarantees: the record says `running` from the start, with a heartbeat, and `completed` only once
+// every event, `snapshot.completed` last, was acknowledged; a run that stops early says `failed` or
+// `aborted`, whatever stopped it (a page, a publish, the drift comparison); records left `running` by a
+// process that is gone are set `failed` first. Pages are published while the next ones are read, with at
+// most MAX_PUBLISHES_IN_FLIGHT requests of PUBLISH_BATCH events held, each retried through a Pub/Sub outage.
 
 import type { Db } from 'mongodb'
 import { type Entity, type EventRow, type TaskEvent, snapshotEvent } from '../events/events.ts'
 import { snapshotEventId, snapshotId as snapshotIdOf } from '../events/ids.ts'
 import { COLLECTIONS } from '../sinks/mongo.ts'
 import type { Publisher } from '../sinks/pubsub.ts'
-import { type Drift, createDriftCheck } from './drift.ts'
+import { type Drift, checkpointEventId, createDriftCheck, projectionBatches } from './drift.ts'
 import { AbortedError } from './http.ts'
+import { retryingPublisher } from './publishing.ts'
+import { snapshotRecords } from './records.ts'
 import type { Page, WorkspaceApi } from './workspace-api.ts'
 
 // Requests published at once while the next pages are read: each task's ordering key appears once in a run,
@@ -35,19 +38,32 @@ export type RunSummary = {
   error?: string
 }
 
-export type RunDependencies = { api: WorkspaceApi; publisher: Pick<Publisher, 'publish'>; db: Db; signal: AbortSignal }
+export type RunDependencies = {
+  api: WorkspaceApi
+  publisher: Pick<Publisher, 'publish'>
+  db: Db
+  signal: AbortSignal
+  /** Told of each retried publish. */
+  onRetry?: (reason: string, delayMs: number) => void
+  /** Told of the records set `failed` because their process is gone. */
+  onInterrupted?: (count: number) => void
+}
 
-export async function runSnapshot({ api, publisher, db, signal }: RunDependencies): Promise<RunSummary> {
+export async function runSnapshot({ api, db, signal, onRetry, onInterrupted, ...dependencies }: RunDependencies): Promise<RunSummary> {
+  const records = snapshotRecords(db)
+  // Before the first page: whatever the projection applies after the checkpoint is newer than the run's view of it.
+  const [interrupted, changedAfter] = await Promise.all([records.sweepInterrupted(), checkpointEventId(db.collection(COLLECTIONS.checkpoints))])
+  if (interrupted) onInterrupted?.(interrupted)
   const startedAt = new Date()
   const snapshotId = snapshotIdOf(startedAt)
-  const records = db.collection<{ _id: string } & Record<string, unknown>>(COLLECTIONS.snapshots)
+  const publisher = retryingPublisher(dependencies.publisher, { signal, onRetry })
   const counts = { workspaces: 0, tasks: 0 }
   const drift = createDriftCheck()
   const inFlight = new Set<Promise<void>>()
   let ordinal = 0
   let publishError: unknown = null
 
-  await records.insertOne({ _id: snapshotId, startedAt, finishedAt: null, outcome: 'running', ...counts, drift: null })
+  const record = await records.begin(snapshotId, startedAt, { ...counts, drift: null })
 
   const events = <T extends object>(entity: Entity, page: Page<T>): TaskEvent[] => {
     const commitTime = page.readAt.toISOString()
@@ -88,11 +104,12 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
     }
     await settlePublishes()
     if (signal.aborted) throw new AbortedError()
-    const found = await drift.compare(db.collection(COLLECTIONS.tasks))
+    const found = await drift.compare(projectionBatches(db.collection(COLLECTIONS.tasks), signal), changedAfter)
+    if (signal.aborted) throw new AbortedError()
     const finishedAt = new Date()
     const summary: RunSummary = { snapshotId, outcome: 'completed', startedAt, finishedAt, ...counts, drift: found }
     await publisher.publish([completedEvent(summary, ordinal)])
-    await records.updateOne({ _id: snapshotId }, { $set: { finishedAt, outcome: 'completed', ...counts, drift: found } })
+    await record.finish({ finishedAt, outcome: 'completed', ...counts, drift: found })
     return summary
   } catch (error) {
     // Publishes already under way are let finish before the record is written.
@@ -100,7 +117,7 @@ export async function runSnapshot({ api, publisher, db, signal }: RunDependencie
     const outcome: Outcome = error instanceof AbortedError || signal.aborted ? 'aborted' : 'failed'
     const message = outcome === 'aborted' ? undefined : (error as Error).message
     const finishedAt = new Date()
-    await records.updateOne({ _id: snapshotId }, { $set: { finishedAt, outcome, ...counts, ...(message ? { error: message } : {}) } })
+    await record.finish({ finishedAt, outcome, ...counts, ...(message ? { error: message } : {}) })
     return { snapshotId, outcome, startedAt, finishedAt, ...counts, drift: null, ...(message ? { error: message } : {}) }
   }
 }

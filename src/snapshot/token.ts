@@ -6,12 +6,12 @@
 
 import { decodeJwt } from 'jose'
 import type { Secret } from '../config.ts'
-import { fetchWithRetry } from './http.ts'
+import { fetchJson } from './http.ts'
 
 // A token this close to its expiry is renewed before use: room for a slow page and clock skew. A token that
 // lives less than twice this is renewed at half its lifetime, so that it is still used at all.
 const RENEW_BEFORE_EXPIRY_MS = 60_000
-// A token that states no lifetime at all (no expires_in, not a JWT with exp) is used for this long.
+// A token that states no lifetime we can use (no expires_in, no JWT exp ahead of us) is used for this long.
 const UNKNOWN_LIFETIME_MS = 5 * 60_000
 
 export class TokenError extends Error {
@@ -58,7 +58,10 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
   }
 
   async function request(): Promise<Token> {
-    const response = await fetchWithRetry(
+    // The token's life is counted from the request, not from the answer: an answer read late (a busy
+    // process, a slow endpoint) would otherwise have the token outlive its expiry by that delay.
+    const issuedAt = now()
+    const answer = await fetchJson(
       options.tokenUrl,
       () => ({
         method: 'POST',
@@ -71,9 +74,8 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
       }),
       { what: `token endpoint ${options.tokenUrl}`, signal: options.signal, onRetry: options.onRetry },
     )
-    const body = (await response.json().catch(() => null)) as Record<string, unknown> | null
-    if (!response.ok || typeof body?.access_token !== 'string') throw new TokenError(refusal(options, response.status, body))
-    const issuedAt = now()
+    const body = answer.body as Record<string, unknown> | null
+    if (!answer.ok || typeof body?.access_token !== 'string') throw new TokenError(refusal(options, answer.status, body))
     const lifetime = lifetimeMs(body.access_token, body.expires_in, issuedAt)
     return { value: body.access_token, renewAt: issuedAt + lifetime - Math.min(RENEW_BEFORE_EXPIRY_MS, lifetime / 2) }
   }
@@ -91,12 +93,18 @@ export function createTokenSource(options: TokenSourceOptions): TokenSource {
   }
 }
 
-/** How long the token lives: `expires_in`, else its JWT `exp`, else UNKNOWN_LIFETIME_MS. */
+/**
+ * How long the token lives: `expires_in`, else its JWT `exp` less `iat` (both by the issuer's clock, so a
+ * local clock ahead of it does not matter), else `exp` by the local clock while that is still ahead, else
+ * UNKNOWN_LIFETIME_MS: a token that looks expired on arrival is the clocks' disagreement, and renewing it
+ * before every page would fetch a token a page.
+ */
 function lifetimeMs(token: string, expiresIn: unknown, issuedAt: number): number {
   if (typeof expiresIn === 'number' && expiresIn > 0) return expiresIn * 1000
   try {
-    const { exp } = decodeJwt(token)
-    if (typeof exp === 'number') return exp * 1000 - issuedAt
+    const { exp, iat } = decodeJwt(token)
+    if (typeof exp === 'number' && typeof iat === 'number' && exp > iat) return (exp - iat) * 1000
+    if (typeof exp === 'number' && exp * 1000 > issuedAt) return exp * 1000 - issuedAt
   } catch {
     // An opaque token: nothing to read.
   }

@@ -2,9 +2,11 @@
 // typed client over fetch, and the cursor pagination of workspaces and of each workspace's tasks.
 // Guarantees: every request carries a bearer token from the token source; a 401 gets one renewal and one
 // retry, never more; GraphQL `errors` fail with the operation and workspace named; pages come one at a
-// time (one more being read ahead), so memory holds two pages whatever the number of tasks.
+// time (one more being read ahead), so memory holds two pages whatever the number of tasks; a page read
+// ahead that fails fails the caller when it gets there, never the process; a listing whose cursor comes
+// back, or whose empty page claims more, fails instead of reading for ever.
 
-import { AbortedError, fetchWithRetry } from './http.ts'
+import { AbortedError, fetchJson } from './http.ts'
 import type { TokenSource } from './token.ts'
 
 export type Workspace = { id: string; name: string; createdAt: string; updatedAt: string }
@@ -58,7 +60,7 @@ export function createWorkspaceApi(options: WorkspaceApiOptions) {
   async function query<T>(operation: string, text: string, variables: Record<string, unknown>, workspaceId?: string): Promise<T> {
     const what = `GraphQL ${operation}${workspaceId ? ` of workspace ${workspaceId}` : ''}`
     const send = (token: string) =>
-      fetchWithRetry(
+      fetchJson(
         options.url,
         () => ({
           method: 'POST',
@@ -68,46 +70,53 @@ export function createWorkspaceApi(options: WorkspaceApiOptions) {
         { what, signal: options.signal, onRetry: options.onRetry },
       )
     let token = await options.tokens.get()
-    let response = await send(token)
-    if (response.status === UNAUTHORIZED) {
-      await response.body?.cancel()
+    let answer = await send(token)
+    if (answer.status === UNAUTHORIZED) {
       token = await options.tokens.renew(token)
-      response = await send(token)
-      if (response.status === UNAUTHORIZED) throw new GraphqlError(`${what}: the API refused a freshly issued token (401)`)
+      answer = await send(token)
+      if (answer.status === UNAUTHORIZED) throw new GraphqlError(`${what}: the API refused a freshly issued token (401)`)
     }
-    const body = (await response.json().catch(() => null)) as { data?: T; errors?: { message?: string }[] } | null
+    const body = answer.body as { data?: T; errors?: { message?: string }[] } | null
     if (body?.errors?.length) throw new GraphqlError(`${what}: ${body.errors.map((error) => error.message).join('; ')}`)
-    if (!response.ok || !body?.data) throw new GraphqlError(`${what}: HTTP ${response.status} without data`)
+    if (!answer.ok || !body?.data) throw new GraphqlError(`${what}: HTTP ${answer.status} without data`)
     return body.data
   }
 
   // The next page is asked for as soon as the current one arrives, so the API works on it while the caller
-  // publishes: one page ahead, never more.
-  async function* pages<T>(fetchPage: (after: string | null) => Promise<Connection<T>>): AsyncGenerator<Page<T>> {
-    let next: Promise<Connection<T>> | null = fetchPage(null)
-    try {
-      while (next) {
-        const connection: Connection<T> = await next
-        next = null
-        const readAt = new Date()
-        if (connection.pageInfo.hasNextPage) {
-          // A next page without a cursor would read the first page again, for ever.
-          if (!connection.pageInfo.endCursor) throw new GraphqlError('the API says there is a next page but gives no endCursor')
-          if (options.signal?.aborted) throw new AbortedError()
-          next = fetchPage(connection.pageInfo.endCursor)
-        }
-        yield { nodes: connection.nodes, readAt }
+  // publishes: one page ahead, never more. `listing` names it in messages ("GraphQL Workspaces", "GraphQL
+  // Tasks of workspace …").
+  async function* pages<T>(listing: string, fetchPage: (after: string | null) => Promise<Connection<T>>): AsyncGenerator<Page<T>> {
+    // Each page's time is taken when its answer arrives, not when the caller comes for it.
+    const read = (after: string | null) => {
+      const reading = fetchPage(after).then((connection) => ({ connection, readAt: new Date() }))
+      // Handled now, thrown when awaited: a page ahead that fails while the caller is busy elsewhere would
+      // otherwise be an unhandled rejection, and Bun ends the process on one.
+      reading.catch(() => {})
+      return reading
+    }
+    // The cursors of this listing so far: one that comes back would read the same pages again, for ever.
+    const cursors = new Set<string>()
+    let next: ReturnType<typeof read> | null = read(null)
+    while (next) {
+      const { connection, readAt } = await next
+      next = null
+      const { hasNextPage, endCursor } = connection.pageInfo
+      if (hasNextPage) {
+        if (!endCursor) throw new GraphqlError(`${listing}: the API says there is a next page but gives no endCursor`)
+        if (!connection.nodes.length) throw new GraphqlError(`${listing}: the API answered an empty page that claims a next one`)
+        if (cursors.has(endCursor)) throw new GraphqlError(`${listing}: the API gave cursor ${JSON.stringify(endCursor)} a second time`)
+        cursors.add(endCursor)
+        if (options.signal?.aborted) throw new AbortedError()
+        next = read(endCursor)
       }
-    } finally {
-      // A caller that stops early leaves the page ahead unread; its failure, if any, is nobody's.
-      next?.catch(() => {})
+      yield { nodes: connection.nodes, readAt }
     }
   }
 
   return {
     workspaces: () =>
-      pages(async (after) => (await query<{ workspaces: Connection<Workspace> }>('Workspaces', WORKSPACES_QUERY, { first: options.pageSize, after })).workspaces),
+      pages('GraphQL Workspaces', async (after) => (await query<{ workspaces: Connection<Workspace> }>('Workspaces', WORKSPACES_QUERY, { first: options.pageSize, after })).workspaces),
     tasks: (workspaceId: string) =>
-      pages(async (after) => (await query<{ tasks: Connection<Task> }>('Tasks', TASKS_QUERY, { workspaceId, first: options.pageSize, after }, workspaceId)).tasks),
+      pages(`GraphQL Tasks of workspace ${workspaceId}`, async (after) => (await query<{ tasks: Connection<Task> }>('Tasks', TASKS_QUERY, { workspaceId, first: options.pageSize, after }, workspaceId)).tasks),
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { type RowChange, TIMESTAMPS } from '../../src/decode/types.ts'
-import { changeToEvent, rowKey } from '../../src/events/events.ts'
+import { changeEvents, changeToEvent, rowKey } from '../../src/events/events.ts'
 import { eventId, snapshotEventId, snapshotId } from '../../src/events/ids.ts'
 
 const transaction = { commitLsn: 0x16b3748n, xid: 728, commitTime: '2026-11-28T02:01:09.264Z' }
@@ -107,6 +107,19 @@ describe('row changes into events', () => {
     const event = changeToEvent(deleted, transaction, 4, known)
     expect(event).toMatchObject({ type: 'task.deleted', taskId: taskRow.id, workspaceId: taskRow.workspace_id, data: null, previous: known, transition: { from: 'todo', to: null } })
     expect(rowKey(deleted)).toEqual({ entity: 'task', id: taskRow.id })
+  })
+
+  test('a key change is the old id deleted, then the new id created, at consecutive ordinals; under FULL the old row fills what the WAL left out', () => {
+    const { description, ...logged } = taskRow
+    const moved: RowChange = { ...at, kind: 'update', table: 'tasks', row: { ...logged, id: 'a0000000-0000-0000-0000-000000000002' }, identity: taskRow, unchangedToast: ['description'] }
+    const events = changeEvents(moved, transaction, 3, () => null)
+    expect(events.map((event) => [event.id, event.type, event.taskId, event.transition])).toEqual([
+      ['00000000016B3748-00000003', 'task.deleted', taskRow.id, { from: 'todo', to: null }],
+      ['00000000016B3748-00000004', 'task.created', 'a0000000-0000-0000-0000-000000000002', { from: null, to: 'todo' }],
+    ])
+    expect([events[0]!.previous?.description, events[1]!.data?.description, events[1]!.unchangedToast]).toEqual([description, description, undefined])
+    const sameKey: RowChange = { ...moved, row: { ...logged } }
+    expect(changeEvents(sameKey, transaction, 3, () => null).map((event) => event.type)).toEqual(['task.updated'])
   })
 
   test('workspace changes and truncates', () => {

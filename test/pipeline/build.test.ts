@@ -58,4 +58,25 @@ describe('event building', () => {
     expect(asked).toEqual([[storedA.id]])
     expect(replayed!.events).toEqual([storedA, original!.events[1]!])
   })
+
+  test('a key change is two events, and the replay index counts both: every later event of the transaction is sent as stored', async () => {
+    const messages = transaction(0x100n, [
+      { ...at, kind: 'insert', row: task('a', 'todo') },
+      { ...at, kind: 'update', row: task('b', 'doing'), identity: { id: 'a' }, unchangedToast: [] },
+      { ...at, kind: 'insert', row: task('c', 'todo') },
+    ])
+    const [original] = await batchesOf(builder().build, 1, messages)
+    expect(original!.events.map((event) => [event.id, event.type, event.taskId])).toEqual([
+      ['0000000000000100-00000000', 'task.created', 'a'],
+      ['0000000000000100-00000001', 'task.deleted', 'a'],
+      ['0000000000000100-00000002', 'task.created', 'b'],
+      ['0000000000000100-00000003', 'task.created', 'c'],
+    ])
+    const stored = original!.events.map((event) => ({ ...event, commitTime: 'as stored' }))
+    const { build, asked } = builder(stored)
+    await build.resync()
+    const [replayed] = await batchesOf(build, 1, messages)
+    expect(asked).toEqual([stored.map((event) => event.id)])
+    expect(replayed!.events).toEqual(stored)
+  })
 })

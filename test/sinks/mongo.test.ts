@@ -88,4 +88,37 @@ describe('MongoDB sink', () => {
     await freshSink(other).writeBatch([replayed!])
     expect((await client.db(other).collection('tasks').findOne({ _id: 't2' as never }))!.startedAt).toEqual(new Date('2026-12-02T08:00:00.000Z'))
   })
+
+  test('batches whose rows are written out of order (forced) leave every row at its newest event and the history whole', async () => {
+    // Three batches over six tasks: inserts, updates, deletes and a row inserted again after its delete.
+    const change = (commit: number, taskId: string, status: string | null): TaskEvent => ({
+      ...taskEvent(commit, status ?? 'deleted'),
+      id: `${commit.toString(16).toUpperCase().padStart(16, '0')}-${taskId.padStart(8, '0')}`,
+      type: status ? 'task.updated' : 'task.deleted',
+      taskId,
+      data: status ? { id: taskId, workspaceId: 'w1', status } : null,
+      previous: status ? null : { id: taskId, workspaceId: 'w1', status: 'before its delete' },
+    })
+    const batches = [
+      ['t1', 't2', 't3', 't4'].map((id) => change(0x100, id, 'todo')),
+      [change(0x200, 't1', 'in_progress'), change(0x200, 't2', null), change(0x200, 't3', 'blocked'), change(0x200, 't5', 'todo')],
+      [change(0x300, 't1', 'done'), change(0x300, 't2', 'todo again'), change(0x300, 't3', null), change(0x300, 't6', 'todo')],
+    ]
+    const newest = new Map(batches.flat().map((event) => [event.taskId!, event]))
+    for (const [order, concurrently] of [[[2, 0, 1], false], [[1, 2, 0], true]] as const) {
+      const name = `sink_${database++}`
+      const sink = freshSink(name)
+      for (const events of batches) await sink.writeHistory(events)
+      if (concurrently) await Promise.all(order.map((index) => sink.writeState(batches[index]!)))
+      else for (const index of order) await sink.writeState(batches[index]!)
+      const rows = await client.db(name).collection<{ _id: string; lastEventId: string; status: string; deleted?: boolean }>('tasks').find().sort({ _id: 1 }).toArray()
+      expect(rows.map(({ _id, lastEventId, status, deleted }) => ({ _id, lastEventId, status, deleted: deleted ?? false }))).toEqual(
+        [...newest.values()]
+          .sort((a, b) => (a.taskId! < b.taskId! ? -1 : 1))
+          .map((event) => ({ _id: event.taskId!, lastEventId: event.id, status: (event.data ?? event.previous)!.status as string, deleted: !event.data })),
+      )
+      const history = await client.db(name).collection<{ _id: string }>('task_events').find({}, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray()
+      expect(history.map(({ _id }) => _id)).toEqual(batches.flat().map((event) => event.id).sort())
+    }
+  })
 })

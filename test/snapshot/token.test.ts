@@ -1,5 +1,5 @@
 // The token source against a token endpoint that counts its requests: tokens reused until shortly before
-// they expire (by expires_in, else the JWT's exp), one request for callers asking at once, renewal after a
+// they expire (by expires_in, else the JWT's exp, even when a clock ahead of the issuer's has passed it), one request for callers asking at once, renewal after a
 // 401 only when nobody renewed already, and an OAuth2 refusal in one line that never shows the secret.
 
 import { afterAll, afterEach, describe, expect, test } from 'bun:test'
@@ -61,6 +61,26 @@ describe('token source', () => {
     expect(await tokens.get()).toBe(first)
     clock += 50_000
     expect(await tokens.get()).not.toBe(first)
+  })
+
+  test('a JWT whose exp has passed by a local clock ahead of the issuer is still reused', async () => {
+    const key = new TextEncoder().encode('k'.repeat(32))
+    let clock = Date.now()
+    // The issuer's clock an hour behind ours: the tokens it signs for 10 minutes look expired on arrival.
+    const issuerNow = () => Math.floor((clock - 3600_000) / 1000)
+    for (const withIat of [true, false]) {
+      answer = async () => {
+        const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(issuerNow() + 600).setJti(String(++issued))
+        return { status: 200, body: { access_token: await (withIat ? jwt.setIssuedAt(issuerNow()) : jwt).sign(key) } }
+      }
+      authorizations = []
+      const tokens = source(() => clock)
+      const first = await tokens.get()
+      clock += 1_000
+      expect(await tokens.get()).toBe(first)
+      expect(await tokens.get()).toBe(first)
+      expect(authorizations).toHaveLength(1)
+    }
   })
 
   test('a short-lived token is used for half its lifetime', async () => {

@@ -1,11 +1,12 @@
 // start-job against a workspace API having a bad day, with 5-second access tokens: tokens renewed in time
 // over a longer run, a revoked token answered by one renewal and a retry, wrong credentials failing the
-// run in one line without the secret, 503s and 429s (with Retry-After) ridden out by retries, and GraphQL
-// errors failing the run with the operation and workspace named.
+// run in one line without the secret, 503s and 429s (with Retry-After) ridden out by retries, a body cut
+// short or a proxy's HTML page retried, GraphQL errors failing the run with the operation and workspace
+// named, even on a page read ahead, and a cursor that comes back ending the run instead of looping.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { retryAfterMs } from '../../src/snapshot/http.ts'
-import { workspaceAt } from '../support/workspace-api.ts'
+import { startWorkspaceApi, workspaceAt } from '../support/workspace-api.ts'
 import { CLIENT, logLines, published, RUN_MS, type SnapshotStack, STACK_START_MS, startJobProcess, startSnapshotStack, target } from '../support/start-job.ts'
 
 const WORKSPACES = 2
@@ -107,6 +108,51 @@ describe('start-job and the workspace API', () => {
     )
     const [record] = await stack.mongoClient.db(to.database).collection('snapshots').find().toArray()
     expect(record).toMatchObject({ outcome: 'failed', workspaces: WORKSPACES, tasks: TASKS_PER_WORKSPACE, drift: null })
+  }, RUN_MS)
+
+  test('a body cut short and a proxy\'s HTML page with status 200 are retried, and the run completes', async () => {
+    stack.api.faults.garble(1, 'truncated')
+    const truncated = await once('truncated')
+    expect(truncated.run.exitCode).toBe(0)
+    expect(logLines(truncated.run.stderr).some((line) => line.level === 'warn' && /^retrying in \d+ ms: /.test(line.msg))).toBe(true)
+    await expectComplete(truncated.to)
+
+    stack.api.faults.garble(1, 'html')
+    const html = await once('html')
+    expect(html.run.exitCode).toBe(0)
+    expect(logLines(html.run.stderr).some((line) => line.level === 'warn' && /retrying in \d+ ms: HTTP 200 with a body that is not JSON \(text\/html\)/.test(line.msg))).toBe(true)
+    await expectComplete(html.to)
+  }, RUN_MS)
+
+  test('a GraphQL error on the page read ahead fails the run in one line, never the process', async () => {
+    // Page size 2 over 4 workspaces: page 2 of the workspaces is read, and fails, while the tasks of page 1 are.
+    const api = await startWorkspaceApi({ issuer: stack.oidc, workspaces: 4, tasksPerWorkspace: 6 })
+    api.faults.failingWorkspacesPage = 2
+    try {
+      const to = target('read-ahead')
+      const run = await startJobProcess({ ...stack, api }, to, ['--once', '--page-size', '2']).done
+      expect(run.exitCode).toBe(1)
+      expect(run.stderr).not.toMatch(STACK_FRAME)
+      expect(run.stderr.trim().split('\n').at(-1)).toMatch(/^tag-connector: snapshot [0-9A-F]{16} failed: GraphQL Workspaces: page 2 of the workspaces is unavailable$/)
+      const [record] = await stack.mongoClient.db(to.database).collection('snapshots').find().toArray()
+      expect(record).toMatchObject({ outcome: 'failed', error: 'GraphQL Workspaces: page 2 of the workspaces is unavailable' })
+    } finally {
+      await api.stop()
+    }
+  }, RUN_MS)
+
+  test('a task page whose cursor comes back fails the run, naming the workspace', async () => {
+    const looping = workspaceAt(1).id
+    stack.api.faults.loopingWorkspace = looping
+    const { to, run, requests } = await once('looping', ['--page-size', '1']).finally(() => (stack.api.faults.loopingWorkspace = null))
+    expect(run.exitCode).toBe(1)
+    expect(run.stderr.trim().split('\n').at(-1)).toMatch(
+      new RegExp(`^tag-connector: snapshot [0-9A-F]{16} failed: GraphQL Tasks of workspace ${looping}: the API gave cursor "[^"]+" a second time$`),
+    )
+    // The workspaces' two pages, workspace 0's six task pages and workspace 1's three: nothing after the cursor came back.
+    expect(requests).toHaveLength(2 + TASKS_PER_WORKSPACE + 3)
+    const [record] = await stack.mongoClient.db(to.database).collection('snapshots').find().toArray()
+    expect(record).toMatchObject({ outcome: 'failed' })
   }, RUN_MS)
 
   test('Retry-After counts in seconds or as an HTTP date', () => {

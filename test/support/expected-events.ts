@@ -105,6 +105,8 @@ export type RowChangeFacts = {
   row: EventRow | null
   /** The camelCase columns an update did not log (unchanged TOAST values). */
   unlogged: string[]
+  /** The creation half of a key change: the old id, whose last state fills the columns it did not log. */
+  keyFrom?: string
 }
 
 export type ExpectedEvent = {
@@ -132,6 +134,8 @@ const VERB = { insert: 'created', update: 'updated', delete: 'deleted' } as cons
  */
 export function* expectedEvents(changes: Iterable<RowChangeFacts>): Generator<ExpectedEvent> {
   const state = new Map<string, EventRow>()
+  // The state each row had when it was deleted: a key change's creation fills unlogged columns from it.
+  const deleted = new Map<string, EventRow | null>()
   for (const change of changes) {
     const base = { id: change.id, source: 'cdc' as const, lsn: change.lsn, xid: change.xid, commitTime: change.commitTime }
     if (change.kind === 'truncate') {
@@ -144,17 +148,19 @@ export function* expectedEvents(changes: Iterable<RowChangeFacts>): Generator<Ex
     const previous = change.kind === 'insert' ? null : known
     const data = change.kind === 'delete' ? null : { ...change.row }
     const event: ExpectedEvent = { ...base, type: `${ENTITY[change.table]}.${VERB[change.kind]}`, workspaceId: null, taskId: null, data, previous }
-    if (change.kind === 'update') {
-      const unchangedToast: string[] = []
-      for (const column of change.unlogged) {
-        if (known && column in known) data![column] = known[column]
-        else unchangedToast.push(column)
-      }
-      if (unchangedToast.length) event.unchangedToast = unchangedToast
-      event.changed = known ? Object.keys(data!).filter((column) => !Bun.deepEquals(known[column], data![column], true)) : []
+    const filledFrom = change.kind === 'update' ? known : change.keyFrom !== undefined ? (deleted.get(`${change.table}:${change.keyFrom}`) ?? null) : null
+    const unchangedToast: string[] = []
+    for (const column of change.unlogged) {
+      if (filledFrom && column in filledFrom) data![column] = filledFrom[column]
+      else unchangedToast.push(column)
     }
+    if (unchangedToast.length) event.unchangedToast = unchangedToast
+    if (change.kind === 'update') event.changed = known ? Object.keys(data!).filter((column) => !Bun.deepEquals(known[column], data![column], true)) : []
     if (data) state.set(key, data)
-    else state.delete(key)
+    else {
+      state.delete(key)
+      deleted.set(key, known)
+    }
     if (change.table === 'tasks') {
       event.taskId = change.rowId
       event.workspaceId = ((data ?? previous ?? change.row)?.workspaceId as string | undefined) ?? null

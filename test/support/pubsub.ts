@@ -1,6 +1,7 @@
 // A real Pub/Sub gRPC server for the tests: our wrapper around Google's in-memory pstest fake
 // (scripts/pubsub-emulator). pause()/resume() take the gRPC port down and back with topics and messages
-// kept; messages(topic) reads back everything published to a topic, in publish order.
+// kept; freeze()/thaw() suspend the process and wake it; messages(topic) reads back everything published
+// to a topic, in publish order.
 
 import { join } from 'node:path'
 import { type ServerProcess, spawnServer, stopServer, tempDir, tool, waitReady } from './server-process.ts'
@@ -21,6 +22,9 @@ export type PubSubEmulator = {
   /** Refuses connections (and drops the open ones) until resume(); state is kept. */
   pause(): Promise<void>
   resume(): Promise<void>
+  /** Suspends the process (SIGSTOP): connections stay open and nothing answers, as with a hung server. */
+  freeze(): void
+  thaw(): void
   /** Every message published to `topic` (short or full name), in publish order, from the `offset`-th on. */
   messages(topic: string, offset?: number): Promise<PublishedMessage[]>
   /** The same, one at a time as they are read, for more messages than fit in memory at once. */
@@ -94,6 +98,12 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
     },
     async resume() {
       await debugCall('/resume', 'POST')
+    },
+    freeze() {
+      proc?.kill('SIGSTOP')
+    },
+    thaw() {
+      proc?.kill('SIGCONT')
     },
     async messages(topic, offset = 0) {
       const out: PublishedMessage[] = []

@@ -66,7 +66,7 @@ export function startJobProcess(
   flags: string[] = [],
   { env = {}, client = CLIENT }: { env?: Record<string, string>; client?: typeof CLIENT } = {},
 ): JobProcess {
-  const child = Bun.spawn(
+  return spawnMeasured(
     [
       ...PROGRAM_COMMAND, 'start-job',
       '--oidc', stack.oidc.tokenEndpoint, '--ws', stack.api.url,
@@ -76,8 +76,13 @@ export function startJobProcess(
       '--log-format', 'json',
       ...flags,
     ],
-    { env: { ...process.env, ...CONNECTOR_MEMORY_ENV, PUBSUB_EMULATOR_HOST: stack.pubsub.host, ...env }, stdout: 'pipe', stderr: 'pipe' },
+    { ...CONNECTOR_MEMORY_ENV, PUBSUB_EMULATOR_HOST: stack.pubsub.host, ...env },
   )
+}
+
+/** Spawns `command` with the connector's memory settings and `env`: its output, exit status and peak RSS. */
+export function spawnMeasured(command: string[], env: Record<string, string>): JobProcess {
+  const child = Bun.spawn(command, { env: { ...process.env, ...CONNECTOR_MEMORY_ENV, ...env }, stdout: 'pipe', stderr: 'pipe' })
   let stderr = ''
   let peak = 0
   const poll = setInterval(() => {

@@ -10,6 +10,7 @@
 import type { Db, Document } from 'mongodb'
 import type postgres from 'postgres'
 import {
+  type EventRow,
   type ExpectedEvent,
   type RowChangeFacts,
   type Wal2jsonColumn,
@@ -105,18 +106,21 @@ export async function expectedChanges(sql: postgres.Sql, slot = VERIFY_SLOT): Pr
       const table = change.table as Table
       const columns = change.columns ?? change.identity
       const row = kind === 'truncate' || !columns ? null : typedRow(columns)
-      const expected: ExpectedChange = {
-        id: `${transaction.hex}-${ordinalHex(transaction.ordinal++)}`,
+      const fact = (kind: ExpectedChange['kind'], row: EventRow | null): ExpectedChange => ({
+        id: `${transaction!.hex}-${ordinalHex(transaction!.ordinal++)}`,
         table,
         kind,
         rowId: (row?.id as string | undefined) ?? null,
-        lsn: transaction.lsn,
-        xid: transaction.xid,
-        commitTime: transaction.commitTime,
+        lsn: transaction!.lsn,
+        xid: transaction!.xid,
+        commitTime: transaction!.commitTime,
         row,
-        unlogged: kind === 'update' ? columnsOf.get(table)!.filter((column) => !(column in row!)) : [],
-      }
-      changes.push(expected)
+        unlogged: kind === 'update' || kind === 'insert' ? columnsOf.get(table)!.filter((column) => !(column in row!)) : [],
+      })
+      // A key change (contract section 2): the old id's deletion, then the new id's creation.
+      const oldKey = kind === 'update' && change.identity ? typedRow(change.identity).id : undefined
+      if (oldKey !== undefined && oldKey !== row!.id) changes.push(fact('delete', { id: oldKey }), { ...fact('insert', row), keyFrom: oldKey as string })
+      else changes.push(fact(kind, row))
     }
   }
   return changes

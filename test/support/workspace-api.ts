@@ -2,7 +2,8 @@
 // test/fixtures/workspace-api.graphql (the contract's schema), bearer JWTs checked against an OIDC
 // issuer's JWKS with jose. Its data is computed from indexes, never stored, so 100,000 tasks cost no
 // memory and a test knows every value (`workspaceAt`, `taskAt`). Knobs inject what a real API does on a
-// bad day: 503/429 with Retry-After, a 401 for a valid token, slow pages, a GraphQL error.
+// bad day: 503/429 with Retry-After, a 401 for a valid token, slow pages, a GraphQL error, a cursor that
+// comes back, a body cut short, a proxy's HTML page.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -61,13 +62,19 @@ export type Faults = {
   delayMs: number
   /** The tasks of this workspace answer a GraphQL error (null to stop). */
   failingWorkspace: string | null
+  /** This page of the workspaces (1 for the first) answers a GraphQL error (null to stop). */
+  failingWorkspacesPage: number | null
+  /** The third task page of this workspace gives the first page's endCursor again (null to stop). */
+  loopingWorkspace: string | null
+  /** The next n requests answer 200 with a body cut short by a reset, or with a proxy's HTML page. */
+  garble(n: number, kind: 'truncated' | 'html'): void
 }
 
 export type WorkspaceApi = {
   url: string
   faults: Faults
-  /** Every request so far: the status answered and the bearer token it carried. */
-  requests: { status: number; token: string | null; at: number }[]
+  /** Every request so far: the status answered, the bearer token it carried, when it came and was answered. */
+  requests: { status: number; token: string | null; at: number; answeredAt: number }[]
   totalTasks: number
   stop(): Promise<void>
 }
@@ -77,6 +84,7 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
   const requests: WorkspaceApi['requests'] = []
   let failing: { n: number; status: number; retryAfter?: string } = { n: 0, status: 0 }
   let revoked = 0
+  let garbled: { n: number; kind: 'truncated' | 'html' } = { n: 0, kind: 'html' }
 
   const page = <T>(total: number, first: number, after: string | null | undefined, at: (index: number) => T) => {
     if (!(first >= 1 && first <= MAX_FIRST)) throw new Error(`first must be from 1 to ${MAX_FIRST}`)
@@ -88,17 +96,27 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
   }
 
   const rootValue = {
-    workspaces: ({ first, after }: { first: number; after?: string }) => page(options.workspaces, first, after, workspaceAt),
+    workspaces: ({ first, after }: { first: number; after?: string }) => {
+      if (faults.failingWorkspacesPage !== null && (after ? decodeCursor(after) : 0) === (faults.failingWorkspacesPage - 1) * first)
+        throw new Error(`page ${faults.failingWorkspacesPage} of the workspaces is unavailable`)
+      return page(options.workspaces, first, after, workspaceAt)
+    },
     tasks: ({ workspaceId, first, after }: { workspaceId: string; first: number; after?: string }) => {
       if (workspaceId === faults.failingWorkspace) throw new Error(`workspace ${workspaceId} is being migrated`)
       const w = workspaceIndex(workspaceId)
       const total = w !== null && w < options.workspaces ? options.tasksPerWorkspace : 0
-      return page(total, first, after, (t) => taskAt(w!, t))
+      const answer = page(total, first, after, (t) => taskAt(w!, t))
+      if (workspaceId === faults.loopingWorkspace && after && decodeCursor(after) === 2 * first) answer.pageInfo.endCursor = encodeCursor(first)
+      return answer
     },
   }
   const graphql = createHandler({ schema: buildSchema(WORKSPACE_API_SCHEMA), rootValue })
 
   async function answer(request: Request): Promise<Response> {
+    if (garbled.n > 0) {
+      garbled.n--
+      return garbled.kind === 'html' ? new Response(PROXY_PAGE, { headers: { 'content-type': 'text/html' } }) : cutShort()
+    }
     if (failing.n > 0) {
       failing.n--
       return new Response('unavailable', { status: failing.status, headers: failing.retryAfter ? { 'retry-after': failing.retryAfter } : {} })
@@ -119,7 +137,7 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
       const at = Date.now()
       if (faults.delayMs > 0) await Bun.sleep(faults.delayMs)
       const response = await answer(request)
-      requests.push({ status: response.status, token: bearer(request), at })
+      requests.push({ status: response.status, token: bearer(request), at, answeredAt: Date.now() })
       return response
     },
   })
@@ -133,6 +151,11 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
     },
     delayMs: 0,
     failingWorkspace: null,
+    failingWorkspacesPage: null,
+    loopingWorkspace: null,
+    garble(n, kind) {
+      garbled = { n, kind }
+    },
   }
 
   return {
@@ -144,6 +167,23 @@ export async function startWorkspaceApi(options: WorkspaceApiOptions): Promise<W
       await server.stop(true)
     },
   }
+}
+
+const PROXY_PAGE = '<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1><p>upstream timed out</p></body></html>'
+// How long the cut-short body waits after its first bytes, so that they reach the client before the reset.
+const CUT_AFTER_MS = 20
+
+/** A 200 whose JSON body stops halfway: the connection is reset after the first bytes. */
+function cutShort(): Response {
+  const body = new ReadableStream({
+    async pull(controller) {
+      controller.enqueue(new TextEncoder().encode('{"data":{"workspaces":{"nodes":['))
+      await Bun.sleep(CUT_AFTER_MS)
+      // Bun prints this error where the test runs: it is the fault being injected.
+      controller.error(new Error('the test API cuts this body short on purpose'))
+    },
+  })
+  return new Response(body, { headers: { 'content-type': 'application/json' } })
 }
 
 function bearer(request: Request): string | null {

@@ -10,7 +10,7 @@ export async function createWorkspace(sql: postgres.Sql, name = 'workspace'): Pr
 }
 
 /** Inserts `count` tasks in one statement, server-side, and returns nothing: for volume, not for ids. */
-export async function insertTasks(sql: postgres.Sql, workspaceId: string, count: number, title = 'task') {
+export async function insertTasks(sql: postgres.Sql | postgres.TransactionSql, workspaceId: string, count: number, title = 'task') {
   await sql`
     insert into tasks (id, workspace_id, title, status, priority, labels, metadata)
     select gen_random_uuid(), ${workspaceId}, ${title} || ' ' || g, (array['todo','in_progress','blocked','done'])[1 + g % 4],
