@@ -46,6 +46,7 @@ export type ExtractTasksConfig = {
   heartbeatIntervalMs: number
   auth: { issuer: string | null; audience: string | null }
   maxStreamClients: number
+  streamIdleTimeoutMs: number
   log: LogConfig
 }
 export type StartJobConfig = {
@@ -125,6 +126,7 @@ export function parseExtractTasksConfig(
     heartbeatIntervalMs: duration(input.value('heartbeat-interval'), { zeroDisables: true }),
     auth: { issuer, audience },
     maxStreamClients: integerAtLeast(input.value('max-stream-clients'), 1, 'a positive integer'),
+    streamIdleTimeoutMs: duration(input.value('stream-idle-timeout'), { zeroDisables: false }),
     log: logConfig(input, stdoutIsTTY),
   }
 }

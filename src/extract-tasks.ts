@@ -27,6 +27,9 @@ export const TRACKED_TABLES = ['workspaces', 'tasks']
 /** Prefix of our logical messages (the heartbeat); the source asks wal2json for these only. */
 export const MESSAGE_PREFIX = 'task-connector'
 const LAG_POLL_MS = 5_000
+// How often the source's state is looked at for the HTTP service (a slot lost, a stream started again): a
+// standby lasts at least a second, and a new stream is counted, so no change is missed.
+const STATE_WATCH_MS = 100
 /**
  * How long a stop may wait for the batches in flight (and the rest of the work under way). Healthy sinks
  * finish them in well under a second; with a sink down they would wait for it indefinitely. Stopping
@@ -228,6 +231,7 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
     checkTopic: () => publisher.checkTopic(),
     auth: config.auth,
     maxStreamClients: config.maxStreamClients,
+    streamIdleTimeoutMs: config.streamIdleTimeoutMs,
     log: log.child({ component: 'http' }),
   })
   closers.push(() => http.close())
@@ -251,6 +255,15 @@ async function serve({ config, log, startedAt, signal, closers, exposeInFlight }
         )
       }, config.heartbeatIntervalMs),
     )
+  let seen = { state: source.state, generation: source.generation }
+  timers.push(
+    setInterval(() => {
+      const now = { state: source.state, generation: source.generation }
+      if (now.state === 'standby' && seen.state !== 'standby') http.slotLost()
+      else if (now.generation > seen.generation && seen.generation > 0) http.streamRestarted()
+      seen = now
+    }, STATE_WATCH_MS),
+  )
   const pollLag = () =>
     source.sql`
       select (pg_current_wal_lsn() - '0/0')::text as position, slot.wal_status, (pg_current_wal_lsn() - slot.restart_lsn)::text as retained

@@ -69,6 +69,7 @@ const API_FLAGS: Flag[] = [
   text('auth-issuer', 'url', 'require bearer JWTs from this issuer on /v1/api/*'),
   text('auth-audience', 'audience', 'required JWT audience (with --auth-issuer)'),
   text('max-stream-clients', 'count', 'concurrent SSE clients', '1000'),
+  text('stream-idle-timeout', 'duration', 'disconnect a Stream client that has read nothing for this long', '60s'),
 ]
 const SCHEDULE_FLAGS: Flag[] = [
   text('schedule', 'cron', "cron expression of the snapshot runs, in the host's time zone (or TZ)", '*/30 * * * *'),

@@ -2,14 +2,15 @@
 // snapshot the slot exported, sent through the same sinks as `*.snapshot` events with source `initial`.
 // Guarantees: nothing is missed or counted twice between load and stream (the snapshot is the slot's
 // consistent point); memory stays flat (keyset pages of at most 1,000 rows and about 4 MiB, read through a
-// cursor a few rows at a time, so that a page of large rows stops early); the checkpoint says `running`
-// (written before the slot was created) until the load is whole, so a load cut short is redone from a fresh
-// slot on the next start.
+// cursor a few rows at a time, so that a page of large rows stops early); a stored row the tables no longer
+// have (a reload after the slot was lost) gets a deletion event of source `initial`, after the load's rows, so
+// that a reader of the Stream converges too; the checkpoint says `running` (written before the slot was
+// created) until the load is whole, so a load cut short is redone from a fresh slot on the next start.
 
 import postgres from 'postgres'
 import { type Row, TIMESTAMPS } from './decode/types.ts'
 import { decodeValue, isTimestampType } from './decode/values.ts'
-import { type Entity, type TaskEvent, camelRow, snapshotEvent } from './events/events.ts'
+import { type Entity, type TaskEvent, camelRow, snapshotEvent, vanishedEvent } from './events/events.ts'
 import { eventId } from './events/ids.ts'
 import { type KnownTask, stepLifeCycle } from './events/life-cycle.ts'
 import { NEVER_SEEN } from './events/row-states.ts'
@@ -18,7 +19,7 @@ import { formatLsn } from './replication/lsn.ts'
 import { StopRequested } from './retry.ts'
 import type { CreatedSlot } from './replication/slot.ts'
 import { quoteIdentifier, quoteLiteral } from './replication/slot.ts'
-import type { MongoSink } from './sinks/mongo.ts'
+import { type MongoSink, fromDocument } from './sinks/mongo.ts'
 
 export type InitialLoadOptions = {
   connection: postgres.Options<{}>
@@ -66,6 +67,11 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   // A load into a database with no task yet has no life cycle to keep: it need not look any up.
   let reload = false
   await retryMongo(async () => void (reload = await mongo.holdsAny('task')))
+  const stopIfRequested = () => {
+    if (!options.stopRequested?.()) return
+    log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
+    throw new StopRequested('the initial load')
+  }
   try {
     await sql.begin('isolation level repeatable read read only', async (transaction) => {
       await transaction.unsafe(`set transaction snapshot ${quoteLiteral(slot.snapshotName)}`)
@@ -95,10 +101,7 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
           )
           if (entity === 'task') await stepLoadedLifeCycles(events, reload, options)
           await options.deliver(events)
-          if (options.stopRequested?.()) {
-            log.warn(`initial load stopped after ${ordinal} rows; the next start loads again`)
-            throw new StopRequested('the initial load')
-          }
+          stopIfRequested()
           after = page.rows.at(-1)![0]!.toString()
         }
       }
@@ -106,12 +109,23 @@ export async function runInitialLoad(options: InitialLoadOptions): Promise<numbe
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {})
   }
-  // Documents of rows that no longer exist, from an earlier slot's life, become tombstones.
+  // Documents of rows that no longer exist, from an earlier slot's life: children first, as deletions would come.
   const firstLoaded = eventId(slot.consistentPoint, 0)
-  await retryMongo(() => mongo.tombstoneOlderThan('tasks', firstLoaded))
-  await retryMongo(() => mongo.tombstoneOlderThan('workspaces', firstLoaded))
+  let vanished = 0
+  for (const { table, entity } of [...LOAD_ORDER].reverse()) {
+    let after = ''
+    for (;;) {
+      let page: Awaited<ReturnType<MongoSink['staleRows']>> = []
+      await retryMongo(async () => void (page = await mongo.staleRows(table, firstLoaded, after, pageSize)))
+      if (!page.length) break
+      await options.deliver(page.map((document) => vanishedEvent(entity, fromDocument(document), { id: eventId(slot.consistentPoint, ordinal++), lsn, commitTime: startedAt })))
+      vanished += page.length
+      stopIfRequested()
+      after = page.at(-1)!._id
+    }
+  }
   await options.recordDone(lsn)
-  log.info(`initial load done: ${ordinal} rows`)
+  log.info(`initial load done: ${ordinal - vanished} rows, ${vanished} stored rows no longer in the tables deleted`)
   return ordinal
 }
 

@@ -74,7 +74,7 @@ describe('help', () => {
       '--db', '--pgHost', '--pgPort', '--user', '--password', '--password-file', '--serverHost', '--serverPort',
       '--mongo-addr', '--mongo-db', '--project-id', '--topic', '--service-account', '--oidc', '--ws', '--client-id',
       '--client-secret', '--client-secret-file', '--slot', '--schema', '--initial-load', '--status-interval',
-      '--heartbeat-interval', '--create-topic', '--auth-issuer', '--auth-audience', '--max-stream-clients',
+      '--heartbeat-interval', '--create-topic', '--auth-issuer', '--auth-audience', '--max-stream-clients', '--stream-idle-timeout',
       '--log-level', '--log-format',
     ]) {
       expect(stdout).toMatch(new RegExp(`^\\s+${flag}[=\\s]`, 'm'))

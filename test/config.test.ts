@@ -68,6 +68,7 @@ describe('defaults', () => {
       heartbeatIntervalMs: 15_000,
       auth: { issuer: null, audience: null },
       maxStreamClients: 1000,
+      streamIdleTimeoutMs: 60_000,
       log: { level: 'info', format: 'json' },
     })
   })

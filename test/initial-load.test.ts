@@ -2,7 +2,8 @@
 // the slot's snapshot; writes during the load and a SIGKILL in its middle lose nothing. What the rows were
 // at the final load's consistent point, and what changed after it, comes from a slot of our own created
 // before the writes: exactly one `initial` event per row as of that point, every later change as a `cdc`
-// event after all of the load's (in ids and in Pub/Sub's delivery order), a tombstone for every row deleted.
+// event after all of the load's (in ids and in Pub/Sub's delivery order), a tombstone for every row deleted;
+// a row the killed load stored and that is gone at the final load's point gets a deletion of source `initial`.
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { type Connector, type Stack, TOPIC, lsnValue, startConnector, startStack, waitCaughtUp, waitInitialLoadUnderWay } from './support/stack.ts'
@@ -118,15 +119,24 @@ test(`${EXISTING_TASKS.toLocaleString('en')} existing tasks are loaded; writes d
   expect(setDifference(loadIds, loadEvents.keys())).toEqual(setDifference(loadIds, loadIds))
   const perRow = new Map<string, number>()
   const notInitial: string[] = []
+  const vanished: { id: string; key: string }[] = []
+  let lastSnapshot = ''
   for (const [id, event] of loadEvents) {
-    if (event.source !== 'initial' || event.type !== (event.taskId ? 'task.snapshot' : 'workspace.snapshot')) notInitial.push(`${id}: ${event.source} ${event.type}`)
+    const entity = event.taskId ? 'task' : 'workspace'
     const key = event.taskId ? `tasks:${event.taskId}` : `workspaces:${event.workspaceId}`
-    perRow.set(key, (perRow.get(key) ?? 0) + 1)
+    if (event.source !== 'initial' || (event.type !== `${entity}.snapshot` && event.type !== `${entity}.deleted`)) notInitial.push(`${id}: ${event.source} ${event.type}`)
+    if (event.type.endsWith('.deleted')) vanished.push({ id, key })
+    else {
+      perRow.set(key, (perRow.get(key) ?? 0) + 1)
+      if (id > lastSnapshot) lastSnapshot = id
+    }
   }
   expect(notInitial.slice(0, 5)).toEqual([])
   const rowKeys = new Set([...[...atPoint.tasks].map((id) => `tasks:${id}`), ...[...atPoint.workspaces].map((id) => `workspaces:${id}`)])
   expect({ ...setDifference(rowKeys, perRow.keys()), twice: [...perRow].filter(([, count]) => count > 1).slice(0, 5) })
     .toEqual({ ...setDifference(rowKeys, rowKeys), twice: [] })
+  // Deletions only of rows gone at the point, after every row of the load.
+  expect(vanished.filter(({ id, key }) => rowKeys.has(key) || id < lastSnapshot).slice(0, 5)).toEqual([])
 
   // Every change after the point as a cdc event (the events before it are in the load), after all of the
   // load's: by id, and in Pub/Sub's order of first delivery.

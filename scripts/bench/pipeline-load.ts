@@ -20,7 +20,8 @@ const STATUSES = ['todo', 'in_progress', 'blocked', 'done', 'cancelled'] as cons
 /** Issues `ratePerSecond` transactions a second for `seconds`, then waits for the last answers. */
 export type LoadMix = 'inserts' | 'mixed'
 
-export async function runPacedLoad(sql: postgres.Sql, workspaceId: string, ratePerSecond: number, seconds: number, mix: LoadMix): Promise<LoadResult> {
+/** `stop`: the load ends there, before its `seconds` are up (bench:http runs it under phases of unknown length). */
+export async function runPacedLoad(sql: postgres.Sql, workspaceId: string, ratePerSecond: number, seconds: number, mix: LoadMix, stop?: AbortSignal): Promise<LoadResult> {
   const taskIds: string[] = []
   const answers: Promise<unknown>[] = []
   let committed = 0
@@ -54,7 +55,7 @@ export async function runPacedLoad(sql: postgres.Sql, workspaceId: string, rateP
   const startedAt = Date.now()
   const origin = performance.now()
   let issued = 0
-  while (issued < total) {
+  while (issued < total && !stop?.aborted) {
     const elapsed = performance.now() - origin
     const due = Math.min(total, Math.floor((elapsed / 1000) * ratePerSecond) + 1)
     if (due > issued) maxScheduleLagMs = Math.max(maxScheduleLagMs, elapsed - (issued / ratePerSecond) * 1000)

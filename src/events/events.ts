@@ -148,6 +148,15 @@ export function snapshotEvent(entity: Entity, data: EventRow, base: { id: string
   return { ...base, type: `${entity}.snapshot`, ...ids(entity, data), data, previous: null }
 }
 
+/**
+ * A stored row that the initial load did not find in the table: its deletion, of source `initial`, with the
+ * stored state as `previous`. Nobody committed it at that moment, so a task's transition says only from what.
+ */
+export function vanishedEvent(entity: Entity, previous: EventRow, base: { id: string; lsn: string; commitTime: string }): TaskEvent {
+  const event: TaskEvent = { ...base, source: 'initial', xid: null, type: `${entity}.deleted`, ...ids(entity, previous), data: null, previous }
+  return withTransition(entity, event, previous, null)
+}
+
 /** The row after an update, its unchanged TOAST columns taken from `previous`; `unknown`: those `previous` lacks. */
 function filledRow(change: Update, previous: EventRow | null): { data: EventRow; unknown: string[] } {
   const data = camelRow(change.row)

@@ -89,7 +89,7 @@ export function createMetrics(status: () => Status) {
   const streamEvents = new Counter({ name: PREFIX + 'stream_events_sent_total', help: 'Events sent to SSE clients (history and live).', registers })
   const streamDropped = new Counter({
     name: PREFIX + 'stream_clients_dropped_total',
-    help: 'SSE clients disconnected because their buffer overflowed.',
+    help: 'SSE clients disconnected because they did not read: their buffer overflowed, or they took nothing for --stream-idle-timeout.',
     registers,
   })
   const streamDelay = new Histogram({

@@ -3,7 +3,7 @@
 // Snapshot). Guarantees: every query parameter is declared and checked before a handler runs; every refusal
 // and failure answers in the contract's `{ error, message }` shape, with an unexpected error's detail in the
 // log only; the data routes require a valid bearer JWT when an issuer is configured, checked before anything
-// else.
+// else; the Stream is served only by the instance that streams from the slot (not by one standing by).
 
 import { openapi } from '@elysiajs/openapi'
 import { Elysia, t } from 'elysia'
@@ -21,7 +21,7 @@ import { startReadiness } from './readiness.ts'
 import { NDJSON, snapshotResponse } from './snapshot.ts'
 import { statusPageResponse } from './status-page.ts'
 import { createStatusView } from './status-view.ts'
-import { createApiStore } from './store.ts'
+import { StoreUnavailable, createApiStore } from './store.ts'
 import { EVENT_TYPES, type LiveStream, createLiveStream } from './stream.ts'
 
 export type ServiceState = 'starting' | 'streaming' | 'reconnecting' | 'standby' | 'stopping'
@@ -65,7 +65,13 @@ export type Status = {
 // Requests whose target (path and query) is longer are refused before routing: no parameter of this API
 // needs more, and a parser should never see megabytes. Bun itself refuses header sections over 16 KB.
 export const MAX_TARGET_CHARS = 4_096
-const UUID = t.String({ format: 'uuid', description: 'a workspace id (UUID)', error: 'must be a UUID' })
+const READINESS = { ready: t.Boolean(), state: t.String(), failingSinks: t.Array(t.String()), checks: t.Record(t.String(), t.Boolean()) }
+const SNAPSHOT_BODY = t.Object(
+  { lsn: t.Nullable(t.String()), lastEventId: t.String(), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
+  { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
+)
+// Canonical text only, as PostgreSQL writes a uuid; upper case is taken and folded to the stored lower case.
+const UUID = t.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'a workspace id (UUID)', error: 'must be a UUID' })
 const EVENT_ID_PATTERN = '^[0-9A-F]{16}-[0-9A-F]{8}$'
 const EVENT_ID = t.String({ pattern: EVENT_ID_PATTERN, description: 'an event id, `<16 hex>-<8 hex>`', error: 'must be an event id (16 hex digits, a dash, 8 hex digits)' })
 const TYPE_ALTERNATIVES = EVENT_TYPES.map((type) => type.replace('.', '\\.')).join('|')
@@ -75,7 +81,10 @@ const TYPES = t.String({
   error: `must be a comma list of event types (${EVENT_TYPES.join(', ')})`,
 })
 const ERROR_BODY = t.Object({ error: t.String(), message: t.String() }, { description: 'the contract\'s error shape' })
-const ERRORS = { 400: ERROR_BODY, 401: ERROR_BODY, 404: ERROR_BODY, 500: ERROR_BODY, 503: ERROR_BODY }
+const ERRORS = { 400: ERROR_BODY, 401: ERROR_BODY, 404: ERROR_BODY, 405: ERROR_BODY, 414: ERROR_BODY, 500: ERROR_BODY, 503: ERROR_BODY }
+// A standby takes the slot within seconds of its holder going (src/replication/source.ts retries every second).
+const STANDBY_RETRY_AFTER_S = 5
+const BEARER_SCHEME = 'bearer'
 
 export type HttpServiceOptions = {
   status: () => Status
@@ -85,6 +94,8 @@ export type HttpServiceOptions = {
   checkTopic(): Promise<void>
   auth: { issuer: string | null; audience: string | null }
   maxStreamClients: number
+  /** A Stream client that has taken nothing for this long is disconnected. */
+  streamIdleTimeoutMs?: number
   log: Logger
 }
 
@@ -93,7 +104,13 @@ export function createHttpService(options: HttpServiceOptions) {
   const { log } = options
   const store = createApiStore(options.db, options.slot)
   const metrics = createMetrics(options.status)
-  const live = createLiveStream({ store, metrics, log: log.child({ component: 'stream' }), maxClients: options.maxStreamClients })
+  const live = createLiveStream({
+    store,
+    metrics,
+    log: log.child({ component: 'stream' }),
+    maxClients: options.maxStreamClients,
+    idleReadTimeoutMs: options.streamIdleTimeoutMs,
+  })
   const readiness = startReadiness([{ name: 'mongo', run: store.ping }, { name: 'pubsub', run: options.checkTopic }], log.child({ component: 'readiness' }))
   const status = createStatusView(options.status, () => readiness.failing)
   const history = startHistory(status)
@@ -108,6 +125,9 @@ export function createHttpService(options: HttpServiceOptions) {
     durable(batch: TaskEvent[]) {
       // Called from the pipeline's acknowledgement chain: a failure here must not stop the stream.
       try {
+        // The moment a batch is durable and published, on this host's clock: bench:http measures the Stream's
+        // delay from it (its clients stamp their receipts on the same clock).
+        if (batch.length) log.debug('batch durable', { firstEventId: batch[0]!.id, lastEventId: batch.at(-1)!.id, events: batch.length, durableAt: performance.timeOrigin + performance.now() })
         metrics.durable(batch)
         live.durable(batch)
       } catch (error) {
@@ -116,6 +136,10 @@ export function createHttpService(options: HttpServiceOptions) {
     },
     observeSink: metrics.sinkCall,
     observeOmitted: metrics.omitted,
+    /** Another process took the slot: the Stream's clients go where it is streamed. */
+    slotLost: () => live.endAll('another process holds the slot'),
+    /** This process streams again after a reconnection: clients read what may have been published meanwhile. */
+    streamRestarted: () => live.reread(),
     async close() {
       readiness.stop()
       history.stop()
@@ -136,6 +160,11 @@ type AppParts = {
 }
 
 const failure = (status: number, error: string, message: string) => Response.json({ error, message }, { status })
+const unavailable = (message: string) =>
+  new Response(JSON.stringify({ error: 'unavailable', message }), {
+    status: 503,
+    headers: { 'content-type': 'application/json', 'retry-after': String(STANDBY_RETRY_AFTER_S) },
+  })
 const unauthorized = () =>
   new Response(JSON.stringify({ error: 'unauthorized', message: 'a valid bearer token is required' }), {
     status: 401,
@@ -150,11 +179,22 @@ export function createHttpApp(parts: AppParts) {
       const url = request.url
       const target = url.slice(url.indexOf('/', url.indexOf('//') + 2))
       if (target.length > MAX_TARGET_CHARS) return failure(414, 'uri_too_long', `the request target is over ${MAX_TARGET_CHARS} characters`)
+      const data = target.startsWith('/v1/api/')
+      if (authorize && data) {
+        const verdict = await authorize(request.headers.get('authorization'))
+        if (verdict === 'refused') return unauthorized()
+        if (verdict === 'unavailable') return unavailable('the token issuer cannot be reached and no keys of it are known yet; retry later')
+      }
+      // The data routes stream their body from MongoDB: a HEAD would run it for nothing.
+      if (data && request.method === 'HEAD') return new Response(JSON.stringify({ error: 'method_not_allowed', message: 'only GET is served here' }), { status: 405, headers: { 'content-type': 'application/json', allow: 'GET' } })
       const repeated = repeatedParameter(target)
       if (repeated) return failure(400, 'invalid_parameter', `query parameter ${repeated}: given more than once`)
-      if (authorize && target.startsWith('/v1/api/') && !(await authorize(request.headers.get('authorization')))) return unauthorized()
     })
     .onError(({ code, error, path, request }) => {
+      if (error instanceof StoreUnavailable) {
+        log.warn(`${path}: refused, ${error.message}`)
+        return unavailable(error.message)
+      }
       switch (code) {
         case 'VALIDATION':
           return failure(400, 'invalid_parameter', validationMessage(error))
@@ -167,11 +207,22 @@ export function createHttpApp(parts: AppParts) {
           return failure(500, 'internal', 'internal error; the detail is in the log')
       }
     })
+    // The generator documents a route's 200 from its schema alone, as JSON or text/plain: the data routes' media types are set here.
+    .onAfterHandle(({ path, response }) => {
+      if (path === OPENAPI_PATH) withMediaTypes(response as OpenApiDocument)
+    })
     .use(
       openapi({
         provider: null,
-        specPath: '/openapi.json',
-        documentation: { info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' } },
+        specPath: OPENAPI_PATH,
+        documentation: {
+          info: { title: PROGRAM, version: VERSION, description: 'task-connector extract-tasks HTTP API (contract section 5)' },
+          components: {
+            securitySchemes: {
+              [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'required on /v1/api/* when --auth-issuer is set: a JWT of that issuer' },
+            },
+          },
+        },
       }),
     )
     .get('/', statusPageResponse, { detail: { summary: 'The status page (HTML, for a person)' } })
@@ -193,7 +244,13 @@ export function createHttpApp(parts: AppParts) {
         if (!ready) set.status = 503
         return { ready, state: current.state, failingSinks: current.failingSinks, checks: readiness.checks }
       },
-      { detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' } },
+      {
+        response: {
+          200: t.Object(READINESS, { description: 'streaming, MongoDB answering, the topic reachable' }),
+          503: t.Object(READINESS, { description: 'not ready: the same body says what fails' }),
+        },
+        detail: { summary: 'Readiness: streaming, MongoDB answering, the topic reachable (200), else 503' },
+      },
     )
     .get(
       '/metrics',
@@ -205,10 +262,11 @@ export function createHttpApp(parts: AppParts) {
     )
     .get(
       '/v1/api/ws/Stream',
-      ({ query, headers, request, server }) => {
+      async ({ query, headers, request, server }) => {
+        if (status().state === 'standby') return unavailable('this instance stands by: another process streams from the slot; connect to the instance that is ready')
         const after = headers['last-event-id'] ?? query.since ?? null
-        const response = live.open(
-          { after, filter: { workspace: query.workspace, types: query.types?.split(',') as typeof EVENT_TYPES[number][] | undefined } },
+        const response = await live.open(
+          { after, filter: { workspace: query.workspace?.toLowerCase(), types: query.types?.split(',') as typeof EVENT_TYPES[number][] | undefined } },
           request.signal,
         )
         if (!response) return failure(503, 'too_many_clients', 'the stream has as many clients as --max-stream-clients allows; retry later')
@@ -226,31 +284,55 @@ export function createHttpApp(parts: AppParts) {
           { additionalProperties: false },
         ),
         headers: t.Object({ 'last-event-id': t.Optional(EVENT_ID) }),
-        response: { 200: t.String({ description: 'text/event-stream: `id:` event id, `event:` type, `data:` event JSON' }), ...ERRORS },
-        detail: { summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`' },
+        // The 200 is documented by withMediaTypes: a schema here would be documented as text/plain.
+        response: ERRORS,
+        detail: {
+          summary: 'Server-Sent Events of every durable, published event; resumes after Last-Event-ID or `since`',
+          security: [{ [BEARER_SCHEME]: [] }],
+        },
       },
     )
     .get(
       '/v1/api/ws/Snapshot',
       ({ query, headers, request, server }) => {
         const format = headers.accept?.includes(NDJSON) ? 'ndjson' : 'json'
+        const workspace = query.workspace?.toLowerCase()
         metrics.snapshots.inc({ format })
         // A large snapshot's first rows can take longer than the server's idle timeout to come.
         server?.timeout(request, 0)
-        return snapshotResponse(store, query.workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
+        return snapshotResponse(store, workspace, format, (error) => log.warn(`snapshot cut short: ${error.message}`))
       },
       {
         query: t.Object({ workspace: t.Optional(UUID) }, { additionalProperties: false }),
-        response: {
-          200: t.Object(
-            { lsn: t.Nullable(t.String()), lastEventId: t.Nullable(t.String()), takenAt: t.String(), workspaces: t.Array(t.Any()), tasks: t.Array(t.Any()) },
-            { description: `the current rows; with Accept: ${NDJSON}, a header line then one task per line` },
-          ),
-          ...ERRORS,
+        headers: t.Object({ accept: t.Optional(t.String({ description: `${NDJSON} for the NDJSON form; anything else, JSON` })) }),
+        response: ERRORS,
+        detail: {
+          summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan',
+          security: [{ [BEARER_SCHEME]: [] }],
         },
-        detail: { summary: 'The current workspaces and tasks (no tombstones), with the checkpoint read before the scan' },
       },
     )
+}
+
+const OPENAPI_PATH = '/openapi.json'
+type OpenApiDocument = { paths?: Record<string, { get?: { responses?: Record<string, unknown> } }> }
+const DATA_ROUTE_RESPONSES: Record<string, unknown> = {
+  '/v1/api/ws/Stream': {
+    description: 'Server-Sent Events: `id:` event id, `event:` type, `data:` event JSON; a comment line at least every 15 s',
+    content: { 'text/event-stream': { schema: { type: 'string' } } },
+  },
+  '/v1/api/ws/Snapshot': {
+    description: `the current rows as one JSON document; with Accept: ${NDJSON}, a header line (lsn, lastEventId, takenAt, workspaces), then one task a line`,
+    content: { 'application/json': { schema: SNAPSHOT_BODY }, [NDJSON]: { schema: { type: 'string' } } },
+  },
+}
+
+/** The data routes' 200 with their media types, in the generated document. */
+function withMediaTypes(document: OpenApiDocument) {
+  for (const [path, response] of Object.entries(DATA_ROUTE_RESPONSES)) {
+    const responses = document.paths?.[path]?.get?.responses
+    if (responses) responses['200'] = response
+  }
 }
 
 /** The first query parameter given more than once (every parameter of this API takes one value). */

@@ -10,15 +10,20 @@ import type { FindCursor } from 'mongodb'
 import type { ApiStore } from './store.ts'
 
 export const NDJSON = 'application/x-ndjson'
+export const ZERO_EVENT_ID = '0000000000000000-00000000'
 // Bytes gathered before a piece is written: few enough writes for speed, little enough memory per request.
 const PIECE_BYTES = 64 * 1024
 
-type Header = { lsn: string | null; lastEventId: string | null; takenAt: string }
+type Header = { lsn: string | null; lastEventId: string; takenAt: string }
 
-/** `failed` hears of a read that fails mid-body: the client sees the body cut short, the log says why. */
+/**
+ * `failed` hears of a read that fails mid-body: the client sees the body cut short, the log says why. Throws
+ * StoreUnavailable when MongoDB does not answer the first read (the client is told 503).
+ */
 export async function snapshotResponse(store: ApiStore, workspace: string | undefined, format: 'json' | 'ndjson', failed: (error: Error) => void): Promise<Response> {
-  const point = await store.durablePoint()
-  const header: Header = { lsn: point?.lsn ?? null, lastEventId: point?.lastEventId ?? null, takenAt: new Date().toISOString() }
+  const point = await store.firstDurablePoint()
+  // Before the first checkpoint the Stream must be read from the start: the smallest id says so.
+  const header: Header = { lsn: point?.lsn ?? null, lastEventId: point?.lastEventId ?? ZERO_EVENT_ID, takenAt: new Date().toISOString() }
   const opened: FindCursor[] = []
   const rows = (name: 'tasks' | 'workspaces') => {
     const cursor = store.rows(name, workspace)

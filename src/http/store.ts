@@ -6,6 +6,7 @@
 import type { Db, Document, FindCursor } from 'mongodb'
 import { eventIdRange } from '../events/ids.ts'
 import type { EventType, TaskEvent } from '../events/events.ts'
+import { withDeadline } from '../retry.ts'
 import { parseLsn } from '../replication/lsn.ts'
 import { COLLECTIONS, eventFromDocument, fromDocument } from '../sinks/mongo.ts'
 
@@ -14,6 +15,12 @@ export type EventFilter = { workspace?: string; types?: EventType[] }
 /** The checkpoint: its LSN, and the greatest event id it covers (every event at or below it is durable and published). */
 export type DurablePoint = { lsn: string; lastEventId: string }
 
+/** MongoDB did not answer a request's first read in time: the request is answered 503, not left hanging. */
+export class StoreUnavailable extends Error {}
+
+// A request's first read: past this the client is told 503 rather than kept waiting (the driver itself would
+// wait for its server selection, 30 s, and a Stream would answer 200 and then be cut).
+const FIRST_READ_DEADLINE_MS = 5_000
 // Documents per round trip of a cursor: large enough that a catch-up is not a round trip per event, small
 // enough that a page of large events stays a few MB.
 const CURSOR_BATCH = 500
@@ -23,6 +30,11 @@ export type ApiStore = ReturnType<typeof createApiStore>
 export function createApiStore(db: Db, slot: string) {
   const collection = (name: string) => db.collection<Document & { _id: string }>(name)
 
+  async function durablePoint(): Promise<DurablePoint | null> {
+    const checkpoint = await collection(COLLECTIONS.checkpoints).findOne({ _id: slot })
+    return checkpoint?.lsn ? { lsn: checkpoint.lsn, lastEventId: eventIdRange(parseLsn(checkpoint.lsn)).last } : null
+  }
+
   return {
 
     /**
@@ -30,15 +42,27 @@ export function createApiStore(db: Db, slot: string) {
      * (`<commit LSN>-FFFFFFFF`). Not necessarily a stored event's id, but as good for `since`, and read
      * in one lookup where finding the last stored event of a large commit took FerretDB seconds.
      */
-    async durablePoint(): Promise<DurablePoint | null> {
-      const checkpoint = await collection(COLLECTIONS.checkpoints).findOne({ _id: slot })
-      return checkpoint?.lsn ? { lsn: checkpoint.lsn, lastEventId: eventIdRange(parseLsn(checkpoint.lsn)).last } : null
+    durablePoint,
+
+    /** The same as a request's first read: StoreUnavailable unless MongoDB answers within seconds. */
+    async firstDurablePoint(): Promise<DurablePoint | null> {
+      let point: DurablePoint | null = null
+      try {
+        await withDeadline(durablePoint().then((read) => void (point = read)), FIRST_READ_DEADLINE_MS)
+      } catch (error) {
+        throw new StoreUnavailable(`MongoDB does not answer (${(error as Error).message})`)
+      }
+      return point
     },
 
-    /** Stored events with `after` < id ≤ `through`, in id order, that pass the filter. */
+    /**
+     * Stored events with `after` < id ≤ `through`, in id order, that pass the filter (truncates, whose
+     * `workspaceId` is null, pass a workspace filter). On MongoDB the indexes `{ type: 1, _id: 1 }` and
+     * `{ workspaceId: 1, _id: 1 }` serve the filtered reads: an `$in` on the first key merges sorted scans.
+     */
     history(after: string, through: string, filter: EventFilter): FindCursor<TaskEvent> {
       const query: Document = { _id: { $gt: after, $lte: through } }
-      if (filter.workspace) query.workspaceId = filter.workspace
+      if (filter.workspace) query.workspaceId = { $in: [filter.workspace, null] }
       if (filter.types) query.type = { $in: filter.types }
       return collection(COLLECTIONS.events).find(query).sort({ _id: 1 }).batchSize(CURSOR_BATCH).map(eventFromDocument)
     },

@@ -192,6 +192,8 @@ export function createMongoSink(client: MongoClient, database: string) {
       await Promise.all([
         events.createIndex({ taskId: 1, _id: 1 }),
         events.createIndex({ workspaceId: 1, _id: 1 }),
+        // The Stream's `types` filter over the history (src/http/store.ts).
+        events.createIndex({ type: 1, _id: 1 }),
         collection(COLLECTIONS.tasks).createIndex({ workspaceId: 1 }),
       ])
     },
@@ -219,7 +221,10 @@ export function createMongoSink(client: MongoClient, database: string) {
      */
     writeState: (batch: TaskEvent[], copies: TaskEvent[] = batch) => applyState(batch, copies),
 
-    tombstoneOlderThan,
+    /** Up to `limit` live rows whose last event is older than `eventId`, after `afterId` in `_id` order. */
+    async staleRows(name: 'tasks' | 'workspaces', eventId: string, afterId: string, limit: number): Promise<StateDocument[]> {
+      return collection<StateDocument>(name).find({ _id: { $gt: afterId }, lastEventId: { $lt: eventId }, deleted: { $ne: true } }).sort({ _id: 1 }).limit(limit).toArray()
+    },
 
     /** The connector's last state of these rows (a tombstone's row is null); absent when never seen. */
     async knownRows(entity: Entity, ids: string[]): Promise<Map<string, RowState>> {

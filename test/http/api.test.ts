@@ -7,7 +7,8 @@ import type { Document } from 'mongodb'
 import { waitFor } from '../support/ports.ts'
 import { openStream } from '../support/sse.ts'
 import { type Connector, type Stack, lsnValue, publishedEvents, startConnector, startStack, waitCaughtUp } from '../support/stack.ts'
-import { startWorkload, tableDocuments } from '../support/verify.ts'
+import { applyEvents, projectionOf, rowsById, tableRows as tableRowsOf } from '../support/projection.ts'
+import { startWorkload } from '../support/verify.ts'
 import { createWorkspace, insertTasks } from '../support/workspace.ts'
 
 // Real servers on a shared machine: each test has a budget of its own, whatever the run's default.
@@ -30,17 +31,8 @@ afterAll(async () => {
   await stack?.stop()
 }, 120_000)
 
-/** A table's rows as the Snapshot must show them: JSON, by id. */
-async function tableRows(table: 'tasks' | 'workspaces', workspace?: string): Promise<Map<string, Document>> {
-  const rows = new Map<string, Document>()
-  for (const [id, document] of await tableDocuments(stack.pg.sql, table))
-    if (!workspace || (table === 'tasks' ? document.workspaceId : id) === workspace) rows.set(id, JSON.parse(JSON.stringify(document)))
-  return rows
-}
-
-/** Rows by id, as the table has them: without their `lastEventId` and a task's life cycle, which are the connector's. */
-const byId = (rows: Document[]) =>
-  new Map(rows.map(({ lastEventId: _, statusSince: _since, timeInStatus: _time, statusVisits: _visits, ...row }) => [row.id as string, row]))
+const tableRows = (table: 'tasks' | 'workspaces', workspace?: string) => tableRowsOf(stack.pg.sql, table, workspace)
+const byId = rowsById
 
 async function ndjsonSnapshot(query = '') {
   const response = await fetch(`${base}/v1/api/ws/Snapshot${query}`, { headers: { accept: 'application/x-ndjson' } })
@@ -80,7 +72,7 @@ describe('the Snapshot', () => {
     const workspaceId = await createWorkspace(stack.pg.sql, 'big')
     await insertTasks(stack.pg.sql, workspaceId, 3_000)
     const workload = startWorkload(stack.pg.sql, { seed: 5, changes: 2_000, perSecond: 400, transactionRows: () => 4 })
-    await Bun.sleep(500)
+    await waitFor('the first writes', () => workload.changes > 0, 30_000, 20)
     const writtenBefore = workload.changes
     const { header, tasks } = await ndjsonSnapshot()
     const stream = await openStream(`${base}/v1/api/ws/Stream?since=${header.lastEventId}`)
@@ -94,15 +86,8 @@ describe('the Snapshot', () => {
     stream.close()
 
     // The client's rule: an event not newer than the row's own lastEventId is already in the row.
-    const state = { task: new Map<string, Document>(tasks.map((task) => [task.id, task])), workspace: new Map<string, Document>(header.workspaces.map((row: Document) => [row.id, row])) }
-    for (const { data: event } of stream.events) {
-      const entity = event.type.split('.')[0] as 'task' | 'workspace'
-      const rows = state[entity]
-      const id = entity === 'task' ? event.taskId : event.workspaceId
-      if (!rows || event.id <= (rows.get(id)?.lastEventId ?? '')) continue
-      if (event.data) rows.set(id, { ...event.data, lastEventId: event.id })
-      else rows.delete(id)
-    }
+    const state = projectionOf({ workspaces: header.workspaces, tasks })
+    applyEvents(state, stream.events)
     expect(byId([...state.task.values()])).toEqual(await tableRows('tasks'))
     expect(byId([...state.workspace.values()])).toEqual(await tableRows('workspaces'))
   })
@@ -111,6 +96,7 @@ describe('the Snapshot', () => {
 describe('input and errors', () => {
   const refusals: [string, Record<string, string>?][] = [
     ['/v1/api/ws/Stream?workspace=nope'],
+    ['/v1/api/ws/Snapshot?workspace=urn:uuid:' + crypto.randomUUID()],
     ['/v1/api/ws/Stream?types=task.created,task.exploded'],
     ['/v1/api/ws/Stream?types='],
     ['/v1/api/ws/Stream?since=0000000000000000'],
@@ -126,6 +112,23 @@ describe('input and errors', () => {
       expect(response.status).toBe(400)
       expect(await response.json()).toEqual({ error: 'invalid_parameter', message: expect.stringMatching(/^(query parameter|header) \S+: .+/) })
     })
+
+  test('a workspace id in upper case is read as the stored (lower-case) id', async () => {
+    const workspace = [...(await tableRows('workspaces')).keys()][0]!
+    const upper = (await (await fetch(`${base}/v1/api/ws/Snapshot?workspace=${workspace.toUpperCase()}`)).json()) as Document
+    expect(upper.tasks.length).toBeGreaterThan(0)
+    expect(byId(upper.tasks)).toEqual(await tableRows('tasks', workspace))
+  })
+
+  test('HEAD on the Stream and the Snapshot answers 405 at once, and opens no stream', async () => {
+    for (const path of ['/v1/api/ws/Stream?since=0000000000000000-00000000', '/v1/api/ws/Snapshot']) {
+      const response = await fetch(base + path, { method: 'HEAD' })
+      expect(response.status).toBe(405)
+      expect(response.headers.get('allow')).toBe('GET')
+    }
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    expect(metrics).toMatch(/^task_connector_stream_clients 0$/m)
+  })
 
   test('an unknown route answers 404 in the same shape', async () => {
     const response = await fetch(`${base}/v1/api/ws/Nothing`)
@@ -180,7 +183,15 @@ describe('metrics and OpenAPI', () => {
     const stream = document.paths['/v1/api/ws/Stream'].get
     expect(stream.parameters.map((parameter: { name: string; in: string }) => `${parameter.in}:${parameter.name}`).sort()).toEqual(['header:last-event-id', 'query:since', 'query:types', 'query:workspace'])
     expect(JSON.stringify(stream.responses['400'])).toContain('"error"')
-    expect(document.paths['/v1/api/ws/Snapshot'].get.parameters.map((parameter: { name: string }) => parameter.name)).toEqual(['workspace'])
+    expect(document.paths['/v1/api/ws/Snapshot'].get.parameters.map((parameter: { name: string; in: string }) => `${parameter.in}:${parameter.name}`)).toEqual(['query:workspace', 'header:accept'])
+    expect(document.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' })
+    for (const path of ['/v1/api/ws/Stream', '/v1/api/ws/Snapshot']) {
+      expect(document.paths[path].get.security).toEqual([{ bearer: [] }])
+      expect(Object.keys(document.paths[path].get.responses)).toEqual(expect.arrayContaining(['200', '400', '401', '414', '503']))
+    }
+    expect(Object.keys(stream.responses['200'].content)).toEqual(['text/event-stream'])
+    expect(Object.keys(document.paths['/v1/api/ws/Snapshot'].get.responses['200'].content).sort()).toEqual(['application/json', 'application/x-ndjson'])
+    expect(Object.keys(document.paths['/readyz'].get.responses).sort()).toEqual(['200', '503'])
   })
 })
 
@@ -198,6 +209,13 @@ describe('readiness', () => {
         const { status, body } = await readyz()
         return status === 503 && body.checks.mongo === false
       }, 20_000, 250)
+      // A reader that connects now is told at once, not answered 200 and then cut.
+      for (const path of ['/v1/api/ws/Stream?since=0000000000000000-00000000', '/v1/api/ws/Stream', '/v1/api/ws/Snapshot']) {
+        const asked = performance.now()
+        const response = await fetch(base + path)
+        expect({ path, status: response.status, body: await response.json() }).toEqual({ path, status: 503, body: { error: 'unavailable', message: expect.any(String) } })
+        expect(performance.now() - asked).toBeLessThan(10_000)
+      }
     } finally {
       await stack.mongo.restart()
     }

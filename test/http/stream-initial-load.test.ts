@@ -1,5 +1,6 @@
 // The Stream during an initial load: a client that connects while the load runs gets the load's events live,
-// from the moment it connected to the last, in id order, none twice, and the changes streamed after them.
+// from the moment it connected to the last, in id order, none twice, and the changes streamed after them; a
+// Snapshot then, before the first checkpoint, names the start of the Stream as its lastEventId.
 
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { waitFor } from '../support/ports.ts'
@@ -34,6 +35,9 @@ test('a client connected during the initial load gets the rest of the load live,
   expect(sse.status).toBe(200)
   const loadedWhenConnected = await stack.db.collection('tasks').estimatedDocumentCount()
   expect(loadedWhenConnected).toBeLessThan(EXISTING_TASKS)
+  // Before the first checkpoint the Snapshot says to read the Stream from its start.
+  const snapshot = (await (await fetch(`http://127.0.0.1:${connector.port}/v1/api/ws/Snapshot?workspace=${workspaceId}`)).json()) as { lsn: string | null; lastEventId: string }
+  expect(snapshot).toMatchObject({ lsn: null, lastEventId: '0000000000000000-00000000' })
 
   await waitFor('the connector to stream after its load', async () => (await connector!.info()).state === 'streaming', 300_000, 200)
   const created = await createTask(sql, workspaceId, { title: 'after the load' })

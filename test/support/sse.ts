@@ -3,7 +3,8 @@
 
 import { waitFor } from './ports.ts'
 
-export type SseEvent = { id: string; event: string; data: Record<string, any> }
+/** An event as received; `at` is performance.now() when its chunk arrived. */
+export type SseEvent = { id: string; event: string; data: Record<string, any>; at: number }
 
 export type SseClient = {
   status: number
@@ -33,12 +34,13 @@ export async function openStream(url: string, headers: Record<string, string> = 
       try {
         for await (const chunk of response.body as ReadableStream<Uint8Array>) {
           buffered += decoder.decode(chunk, { stream: true })
+          const at = performance.now()
           let end: number
           while ((end = buffered.indexOf('\n\n')) >= 0) {
             const block = buffered.slice(0, end)
             buffered = buffered.slice(end + 2)
-            if (block.startsWith(':')) comments.push(performance.now())
-            else events.push(parseEvent(block))
+            if (block.startsWith(':')) comments.push(at)
+            else events.push(parseEvent(block, at))
           }
         }
         return 'done'
@@ -58,11 +60,57 @@ export async function openStream(url: string, headers: Record<string, string> = 
   }
 }
 
-function parseEvent(block: string): SseEvent {
+function parseEvent(block: string, at: number): SseEvent {
   const fields: Record<string, string> = {}
   for (const line of block.split('\n')) {
     const colon = line.indexOf(': ')
     fields[line.slice(0, colon)] = line.slice(colon + 2)
   }
-  return { id: fields.id!, event: fields.event!, data: JSON.parse(fields.data!) }
+  return { id: fields.id!, event: fields.event!, data: JSON.parse(fields.data!), at }
+}
+
+export type Follower = {
+  /** Every event received, over every stream, in the order received. */
+  readonly events: SseEvent[]
+  /** The instance (base URL) of each stream opened, in order. */
+  served: string[]
+  stop(): Promise<void>
+}
+
+/**
+ * A reader of an HA pair, as the contract asks of one: whenever its stream ends it resumes with Last-Event-ID
+ * (from `after` at first) at whichever instance answers /readyz 200.
+ */
+export function followStream(bases: string[], path: string, after: string): Follower {
+  const received: SseEvent[] = []
+  const served: string[] = []
+  let current: SseClient | null = null
+  let stopped = false
+  const ready = async (base: string) => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200
+  const running = (async () => {
+    while (!stopped) {
+      const base = (await Promise.all(bases.map(async (base) => ((await ready(base)) ? base : null)))).find(Boolean)
+      const client = base ? await openStream(base + path, { 'last-event-id': received.at(-1)?.id ?? after }).catch(() => null) : null
+      if (client?.status !== 200) {
+        await Bun.sleep(100)
+        continue
+      }
+      current = client
+      served.push(base!)
+      await client.ended
+      received.push(...client.events)
+      current = null
+    }
+  })()
+  return {
+    get events() {
+      return current ? [...received, ...current.events] : received
+    },
+    served,
+    async stop() {
+      stopped = true
+      current?.close()
+      await running
+    },
+  }
 }
